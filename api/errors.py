@@ -1,0 +1,100 @@
+"""The one place where errors become HTTP answers.
+
+Every answer is `{"error": {"type", "message"}}`. Request validation is split the
+way clients need it: a body that is not JSON is a 400, JSON with wrong fields a
+422 naming each field. Redis being unreachable is a 503 with `Retry-After`.
+Anything unexpected is logged with its traceback and answered as a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "unavailable",
+}
+
+
+def error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": error_type, "message": message}}
+
+
+def error_response(
+    status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(error_type, message), status_code=status, headers=headers)
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[int, str]:
+    """(status, message) for pydantic/FastAPI validation errors."""
+    if any(err.get("type") == "json_invalid" for err in errors):
+        detail = next(err for err in errors if err.get("type") == "json_invalid")
+        reason = (detail.get("ctx") or {}).get("error", "invalid JSON")
+        return 400, f"request body is not valid JSON: {reason}"
+    parts = []
+    for err in errors[:10]:
+        location = [str(p) for p in err.get("loc", ()) if p != "body"]
+        where = ".".join(location) or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return 422, "; ".join(parts)
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.error_type, exc.message, exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    status, message = describe_validation_errors(list(exc.errors()))
+    return error_response(status, _STATUS_TYPES[status], message)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    error_type = _STATUS_TYPES.get(exc.status_code, "api_error")
+    return error_response(exc.status_code, error_type, message, dict(exc.headers or {}))
+
+
+async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("Redis unavailable: %s", type(exc).__name__)
+    return error_response(
+        503, "unavailable", "the event store is unavailable; retry shortly", {"Retry-After": "2"}
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "api_error", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RedisConnectionError, _redis_down)
+    app.add_exception_handler(RedisTimeoutError, _redis_down)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,19 @@
+"""SSE writers for the native, OpenAI and Anthropic formats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from api.formats.base import StreamFormat
+from api.formats.native import NativeFormat
+from services.generation import GenerationStatus
+
+FormatFactory = Callable[[GenerationStatus], StreamFormat]
+
+FORMATS: dict[str, FormatFactory] = {
+    "native": lambda _status: NativeFormat(),
+}
+
+
+def make_format(name: str, status: GenerationStatus) -> StreamFormat:
+    return FORMATS[name](status)

@@ -1,0 +1,61 @@
+"""The SSE stream of a generation, resumable from any event on any replica."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query
+
+from api.cursor import START, cursor_key, parse_cursor
+from api.deps import Authenticated, StateDep
+from api.formats import make_format
+from api.routes.generations import load_status
+from api.sse import EventStreamResponse, sse_body
+from services.errors import InvalidRequest
+
+router = APIRouter(prefix="/v1/generations", tags=["events"], dependencies=[Authenticated])
+
+
+@router.get("/{gen_id}/events", response_class=EventStreamResponse)
+async def stream_events(
+    gen_id: str,
+    state: StateDep,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Query(max_length=256)] = None,
+    format: Annotated[Literal["native", "openai", "anthropic"], Query()] = "native",
+) -> EventStreamResponse:
+    """Server-Sent Events from the event after `Last-Event-ID` (header wins over query)."""
+    # An EventSource keeps its URL's ?last_event_id on reconnect but sends the newer
+    # position in the header, so the header is the more recent of the two.
+    cursor = parse_cursor(
+        last_event_id_header if last_event_id_header is not None else last_event_id
+    )
+    status = await load_status(state, gen_id)
+    bounds = await state.store.bounds(gen_id)
+    if cursor != START:
+        if bounds.last_event_id is None or cursor_key(cursor) > cursor_key(bounds.last_event_id):
+            raise InvalidRequest(
+                f"cursor '{cursor}' is not an event of generation '{gen_id}' "
+                "(it is after the latest event)"
+            )
+    fmt = make_format(format, status)
+    preamble: list[bytes] = []
+    trimmed = bounds.first_event_id is not None and (
+        bounds.first_retained_id is None or bounds.first_retained_id != bounds.first_event_id
+    )
+    if trimmed and (
+        bounds.first_retained_id is None
+        or cursor_key(cursor) < cursor_key(bounds.first_retained_id)
+    ):
+        snapshot = await load_status(state, gen_id)
+        preamble.append(fmt.resync(snapshot))
+        cursor = snapshot.last_event_id or cursor
+    feed = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
+    body = sse_body(
+        feed,
+        fmt,
+        retry_ms=state.settings.sse_retry_ms,
+        preamble=preamble,
+        draining=state.draining,
+    )
+    return EventStreamResponse(body, headers={"X-Generation-Id": gen_id})

@@ -1,0 +1,31 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from api.deps import StateDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """200 while the process runs."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+async def readyz(state: StateDep) -> JSONResponse | dict[str, str]:
+    """200 only when Redis answers and the process is not shutting down."""
+    if state.draining.is_set():
+        return JSONResponse({"status": "draining"}, status_code=503, headers={"Retry-After": "1"})
+    try:
+        await state.redis.ping()
+    except (RedisError, OSError):
+        return JSONResponse(
+            {"status": "redis unavailable"}, status_code=503, headers={"Retry-After": "2"}
+        )
+    return {"status": "ready"}

@@ -1,0 +1,76 @@
+"""Writing one SSE response: preamble, events, heartbeats, and an orderly end.
+
+The body is one async generator. It starts with a `retry:` field so that
+EventSource clients reconnect quickly, sends `: ping` whenever the feed has been
+quiet for the heartbeat interval (keeping proxies and load balancers from timing
+the connection out), stops after the terminal event, and when the process starts
+draining it sends a short `retry:` and ends so the client reconnects elsewhere.
+Client disconnects are noticed by Starlette, which cancels this generator; the
+feed's `finally` blocks release its subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+
+from starlette.responses import StreamingResponse
+
+from api.formats.base import StreamFormat
+from services.events import StoredEvent
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
+}
+PING = b": ping\n\n"
+DRAIN_RETRY_MS = 250
+
+
+class EventStreamResponse(StreamingResponse):
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, body: AsyncIterator[bytes], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(body, headers={**SSE_HEADERS, **(headers or {})})
+
+
+async def sse_body(
+    feed: AsyncIterator[StoredEvent | None],
+    fmt: StreamFormat,
+    *,
+    retry_ms: int,
+    preamble: Iterable[bytes] = (),
+    draining: asyncio.Event,
+) -> AsyncIterator[bytes]:
+    yield f"retry: {retry_ms}\n\n".encode()
+    for chunk in preamble:
+        yield chunk
+    drain_wait = asyncio.ensure_future(draining.wait())
+    try:
+        while True:
+            next_item = asyncio.ensure_future(anext(feed))
+            await asyncio.wait({next_item, drain_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not next_item.done():
+                next_item.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await next_item
+                yield f"retry: {DRAIN_RETRY_MS}\n\n".encode()
+                return
+            try:
+                item = next_item.result()
+            except StopAsyncIteration:
+                return
+            if item is None:
+                yield PING
+                continue
+            chunk = fmt.encode(item)
+            if chunk:
+                yield chunk
+            if item.is_terminal:
+                return
+    finally:
+        drain_wait.cancel()
+        await feed.aclose()  # type: ignore[attr-defined]  # feeds are async generators

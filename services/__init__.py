@@ -1,0 +1,1 @@
+"""Shared core of tokenrelay: settings, event model, Redis store and providers."""

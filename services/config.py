@@ -1,0 +1,73 @@
+"""One typed Settings object, read from the environment.
+
+Nothing here runs at import time: `Settings()` is built by the command that starts
+a process (or by a test) and passed down explicitly, so tests can point every part
+at their own Redis and knobs.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of tokenrelay. Variables are `TOKENRELAY_<NAME>` unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="TOKENRELAY_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    api_keys: SecretStr | None = Field(
+        default=None, description="comma-separated keys; unset means no auth (dev only)"
+    )
+    retention_s: int = Field(default=86400, ge=1)
+    heartbeat_s: float = Field(default=15.0, gt=0)
+
+    # SSE transport
+    sse_retry_ms: int = Field(default=2000, ge=0, description="`retry:` sent at stream start")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=1, description="on SIGTERM, how long open streams get to close"
+    )
+
+    # worker
+    queue_name: str = "tokenrelay:queue"
+    worker_max_jobs: int = Field(default=100, ge=1)
+    worker_drain_s: float = Field(
+        default=20.0, ge=0, description="on SIGTERM, how long running generations may finish"
+    )
+    coalesce_ms: float = Field(default=30.0, ge=0, description="delta coalescing window")
+    lease_s: float = Field(default=10.0, gt=0, description="a worker's lease on an attempt")
+    max_stream_events: int = Field(default=100_000, ge=10, description="size guard per stream")
+    max_tokens_limit: int = Field(default=128_000, ge=1)
+    demo_tokens_per_s: float = Field(default=50.0, ge=0, description="0 = as fast as possible")
+
+    # providers (standard SDK variable names)
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL")
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
+    )
+
+    @property
+    def accepted_api_keys(self) -> frozenset[str]:
+        """The keys a client may present; empty means auth is off."""
+        if self.api_keys is None:
+            return frozenset()
+        raw = self.api_keys.get_secret_value()
+        return frozenset(key.strip() for key in raw.split(",") if key.strip())
+
+    @property
+    def openai_configured(self) -> bool:
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+    @property
+    def anthropic_configured(self) -> bool:
+        return self.anthropic_api_key is not None or self.anthropic_base_url is not None

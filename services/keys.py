@@ -1,0 +1,56 @@
+"""Every Redis key tokenrelay uses, in one place.
+
+A generation's keys share the hash tag `{gen_…}` so that its stream, status and
+lease live in one Redis Cluster slot and a Lua script may touch them together.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+PREFIX = "tokenrelay"
+
+GENERATION_ID = re.compile(r"^gen_[0-9a-f]{32}$")
+
+CANCEL_CHANNEL = f"{PREFIX}:cancel"
+"""Pub/sub channel on which a cancel request names the generation to stop."""
+
+RECENT = f"{PREFIX}:recent"
+"""Sorted set of generation ids by creation time, for listings."""
+
+RUNNING = f"{PREFIX}:running"
+"""Sorted set of generations held by a worker, scored by lease deadline (ms)."""
+
+
+def new_generation_id() -> str:
+    return f"gen_{secrets.token_hex(16)}"
+
+
+def is_generation_id(value: str) -> bool:
+    return GENERATION_ID.fullmatch(value) is not None
+
+
+def events(gen_id: str) -> str:
+    """The Redis Stream of a generation's events: the single source of truth."""
+    return f"{PREFIX}:{{{gen_id}}}:events"
+
+
+def meta(gen_id: str) -> str:
+    """Hash: the request, the status and the bookkeeping a status read needs."""
+    return f"{PREFIX}:{{{gen_id}}}:meta"
+
+
+def text(gen_id: str) -> str:
+    """String: the current attempt's text so far, appended by the same script as each delta."""
+    return f"{PREFIX}:{{{gen_id}}}:text"
+
+
+def lease(gen_id: str) -> str:
+    """String with a TTL: the token of the worker that owns the current attempt."""
+    return f"{PREFIX}:{{{gen_id}}}:lease"
+
+
+def all_for(gen_id: str) -> tuple[str, str, str, str]:
+    """Keys in the order the store's scripts expect them."""
+    return meta(gen_id), events(gen_id), text(gen_id), lease(gen_id)

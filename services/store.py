@@ -1,0 +1,330 @@
+"""Every Redis read and write of a generation.
+
+Writes that must not race are Lua scripts, so the guard and the write are one
+atomic step: a worker's append checks its lease token in the same round trip as
+the XADD (fencing), a cancel and a worker's start cannot interleave, and exactly
+one terminal event ends every generation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from services import keys
+from services.events import StoredEvent, stored_event_from_entry
+from services.generation import (
+    FINISHED_STATUSES,
+    ErrorInfo,
+    GenerationRequest,
+    GenerationStatus,
+    ToolCall,
+)
+from services.events import Usage
+
+# Shared Lua: appending one event keeps the status record's cursor fields in step,
+# and finishing sets the terminal status and the retention TTL on every key.
+_PRELUDE = """
+local meta, events, text, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local function xadd(kind, data)
+  local id = redis.call('XADD', events, '*', 'type', kind, 'data', data)
+  redis.call('HSET', meta, 'last_event_id', id)
+  redis.call('HSETNX', meta, 'first_event_id', id)
+  return id
+end
+local function finish(status, now, retention_ms, finish_reason, usage, err)
+  redis.call('HSET', meta, 'status', status, 'finished_at', now)
+  if finish_reason ~= '' then redis.call('HSET', meta, 'finish_reason', finish_reason) end
+  if usage ~= '' then redis.call('HSET', meta, 'usage', usage) end
+  if err ~= '' then redis.call('HSET', meta, 'error', err) end
+  redis.call('DEL', lease)
+  for _, key in ipairs({meta, events, text}) do
+    redis.call('PEXPIRE', key, retention_ms)
+  end
+end
+local function json(value)
+  -- cjson escapes '/', which is legal JSON but surprises readers of model names
+  return (string.gsub(cjson.encode(value), '\\/', '/'))
+end
+local function is_finished(status)
+  return status == 'completed' or status == 'failed' or status == 'cancelled'
+end
+"""
+
+# ARGV: gen_id, token, lease_ms, now, retention_ms, reset_reason
+_BEGIN_ATTEMPT = _PRELUDE + """
+local gen_id, token, lease_ms, now, retention_ms, reason =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local status = redis.call('HGET', meta, 'status')
+if not status then return {'missing'} end
+if is_finished(status) then return {'finished'} end
+if redis.call('EXISTS', lease) == 1 then return {'busy'} end
+if redis.call('HGET', meta, 'cancel_requested') == '1' then
+  xadd('cancelled', '{}')
+  finish('cancelled', now, retention_ms, '', '', '')
+  return {'cancelled'}
+end
+local attempt = redis.call('HINCRBY', meta, 'attempt', 1)
+redis.call('SET', lease, token, 'PX', lease_ms)
+if status == 'running' and redis.call('HGET', meta, 'has_output') == '1' then
+  xadd('reset', json({attempt = attempt, reason = reason}))
+end
+redis.call('HSET', meta, 'status', 'running', 'has_output', '0', 'tool_calls', '[]')
+redis.call('HSETNX', meta, 'started_at', now)
+redis.call('SET', text, '')
+for _, key in ipairs({meta, events, text}) do redis.call('PERSIST', key) end
+local model = redis.call('HGET', meta, 'model')
+xadd('start', json({generation_id = gen_id, model = model, attempt = attempt}))
+return {'ok', tostring(attempt), redis.call('HGET', meta, 'request')}
+"""
+
+# ARGV: gen_id, token, reason  -> a new visible attempt after output was published
+_RESTART_ATTEMPT = _PRELUDE + """
+local gen_id, token, reason = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('GET', lease) ~= token then return {'fenced'} end
+if redis.call('HGET', meta, 'cancel_requested') == '1' then return {'cancelled'} end
+local attempt = redis.call('HINCRBY', meta, 'attempt', 1)
+xadd('reset', json({attempt = attempt, reason = reason}))
+redis.call('HSET', meta, 'has_output', '0', 'tool_calls', '[]')
+redis.call('SET', text, '')
+local model = redis.call('HGET', meta, 'model')
+xadd('start', json({generation_id = gen_id, model = model, attempt = attempt}))
+return {'ok', tostring(attempt)}
+"""
+
+# ARGV: token, now, retention_ms, max_events, text_append, tool_calls_json,
+#       terminal_status, finish_reason, usage_json, error_json, then (type, data) pairs
+_PUBLISH = _PRELUDE + """
+local token, now, retention_ms, max_events = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local text_append, tool_calls, terminal = ARGV[5], ARGV[6], ARGV[7]
+if redis.call('GET', lease) ~= token then return 'fenced' end
+if terminal ~= 'cancelled' and redis.call('HGET', meta, 'cancel_requested') == '1' then
+  return 'cancelled'
+end
+if terminal == '' and redis.call('XLEN', events) >= max_events then return 'too_large' end
+for i = 11, #ARGV, 2 do xadd(ARGV[i], ARGV[i + 1]) end
+if text_append ~= '' then
+  redis.call('APPEND', text, text_append)
+  redis.call('HSET', meta, 'has_output', '1')
+end
+if tool_calls ~= '' then redis.call('HSET', meta, 'tool_calls', tool_calls, 'has_output', '1') end
+if terminal ~= '' then finish(terminal, now, retention_ms, ARGV[8], ARGV[9], ARGV[10]) end
+return 'ok'
+"""
+
+# ARGV: token, lease_ms
+_RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# ARGV: now, retention_ms
+_CANCEL = _PRELUDE + """
+local now, retention_ms = ARGV[1], ARGV[2]
+local status = redis.call('HGET', meta, 'status')
+if not status then return 'missing' end
+if is_finished(status) then return 'finished' end
+if status == 'queued' then
+  xadd('cancelled', '{}')
+  finish('cancelled', now, retention_ms, '', '', '')
+  return 'cancelled'
+end
+redis.call('HSET', meta, 'cancel_requested', '1')
+return 'requested'
+"""
+
+# ARGV: now, retention_ms, error_data_json, error_info_json
+_FAIL_QUEUED = _PRELUDE + """
+local status = redis.call('HGET', meta, 'status')
+if status ~= 'queued' then return 0 end
+xadd('error', ARGV[3])
+finish('failed', ARGV[1], ARGV[2], '', '', ARGV[4])
+return 1
+"""
+
+PublishOutcome = Literal["ok", "fenced", "cancelled", "too_large"]
+CancelOutcome = Literal["missing", "finished", "cancelled", "requested"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptGrant:
+    """A worker's right to write one attempt of a generation."""
+
+    attempt: int
+    request: GenerationRequest
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Events to append in one round trip, with the status fields they change."""
+
+    events: Sequence[tuple[str, str]] = ()
+    text_append: str = ""
+    tool_calls_json: str = ""
+    terminal_status: str = ""
+    finish_reason: str = ""
+    usage_json: str = ""
+    error_json: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBounds:
+    first_event_id: str | None
+    first_retained_id: str | None
+    last_event_id: str | None
+
+
+class GenerationStore:
+    """Reads and writes of generations on one Redis connection pool (decoded strings)."""
+
+    def __init__(self, redis: Redis, *, retention_s: int, max_stream_events: int) -> None:
+        self.redis = redis
+        self.retention_ms = retention_s * 1000
+        self.max_stream_events = max_stream_events
+        self._begin = redis.register_script(_BEGIN_ATTEMPT)
+        self._restart = redis.register_script(_RESTART_ATTEMPT)
+        self._publish = redis.register_script(_PUBLISH)
+        self._renew = redis.register_script(_RENEW_LEASE)
+        self._cancel = redis.register_script(_CANCEL)
+        self._fail_queued = redis.register_script(_FAIL_QUEUED)
+
+    async def create(self, gen_id: str, request: GenerationRequest, created_at: float) -> None:
+        fields = {
+            "id": gen_id,
+            "model": request.model,
+            "status": "queued",
+            "attempt": 0,
+            "created_at": repr(created_at),
+            "request": request.model_dump_json(exclude_none=True),
+        }
+        if request.metadata:
+            fields["metadata"] = json.dumps(request.metadata)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.meta(gen_id), mapping=fields)
+            pipe.pexpire(keys.meta(gen_id), self.retention_ms)
+            pipe.zadd(keys.RECENT, {gen_id: created_at})
+            pipe.zremrangebyscore(keys.RECENT, "-inf", created_at - self.retention_ms / 1000)
+            await pipe.execute()
+
+    async def begin_attempt(
+        self, gen_id: str, token: str, lease_ms: int, reason: str = "worker_restarted"
+    ) -> AttemptGrant | Literal["missing", "finished", "busy", "cancelled"]:
+        result = await self._begin(
+            keys=keys.all_for(gen_id),
+            args=[gen_id, token, lease_ms, repr(time.time()), self.retention_ms, reason],
+        )
+        if result[0] != "ok":
+            return result[0]  # type: ignore[no-any-return]  # one of the Literal codes above
+        return AttemptGrant(
+            attempt=int(result[1]), request=GenerationRequest.model_validate_json(result[2])
+        )
+
+    async def restart_attempt(
+        self, gen_id: str, token: str, reason: str
+    ) -> int | Literal["fenced", "cancelled"]:
+        result = await self._restart(keys=keys.all_for(gen_id), args=[gen_id, token, reason])
+        if result[0] != "ok":
+            return result[0]  # type: ignore[no-any-return]  # 'fenced' or 'cancelled'
+        return int(result[1])
+
+    async def publish(self, gen_id: str, token: str, batch: EventBatch) -> PublishOutcome:
+        args: list[Any] = [
+            token,
+            repr(time.time()),
+            self.retention_ms,
+            self.max_stream_events,
+            batch.text_append,
+            batch.tool_calls_json,
+            batch.terminal_status,
+            batch.finish_reason,
+            batch.usage_json,
+            batch.error_json,
+        ]
+        for kind, data in batch.events:
+            args.extend((kind, data))
+        outcome: PublishOutcome = await self._publish(keys=keys.all_for(gen_id), args=args)
+        return outcome
+
+    async def renew_lease(self, gen_id: str, token: str, lease_ms: int) -> bool:
+        return bool(await self._renew(keys=[keys.lease(gen_id)], args=[token, lease_ms]))
+
+    async def request_cancel(self, gen_id: str) -> CancelOutcome:
+        outcome: CancelOutcome = await self._cancel(
+            keys=keys.all_for(gen_id), args=[repr(time.time()), self.retention_ms]
+        )
+        if outcome == "requested":
+            await self.redis.publish(keys.CANCEL_CHANNEL, gen_id)
+        return outcome
+
+    async def fail_queued(self, gen_id: str, error_type: str, message: str) -> bool:
+        data = json.dumps({"type": error_type, "message": message, "retryable": True})
+        info = json.dumps({"type": error_type, "message": message})
+        done = await self._fail_queued(
+            keys=keys.all_for(gen_id), args=[repr(time.time()), self.retention_ms, data, info]
+        )
+        return bool(done)
+
+    async def status(self, gen_id: str) -> GenerationStatus | None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.meta(gen_id))
+            pipe.get(keys.text(gen_id))
+            meta, text = await pipe.execute()
+        if not meta:
+            return None
+        return _status_from_meta(meta, text or "")
+
+    async def bounds(self, gen_id: str) -> StreamBounds:
+        """The first event ever written, the first still retained, and the last."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.meta(gen_id), "first_event_id", "last_event_id")
+            pipe.xrange(keys.events(gen_id), count=1)
+            (first, last), head = await pipe.execute()
+        first_retained = head[0][0] if head else None
+        return StreamBounds(first_event_id=first, first_retained_id=first_retained,
+                            last_event_id=last)
+
+    async def read_after(self, gen_id: str, cursor: str, count: int = 500) -> list[StoredEvent]:
+        """Events strictly after `cursor` ("0-0" for all), oldest first."""
+        entries = await self.redis.xrange(keys.events(gen_id), min=f"({cursor}", count=count)
+        return [stored_event_from_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def recent_ids(self, limit: int) -> list[str]:
+        ids: list[str] = await self.redis.zrevrange(keys.RECENT, 0, limit - 1)
+        return ids
+
+
+def _status_from_meta(meta: dict[str, str], text: str) -> GenerationStatus:
+    def optional_float(name: str) -> float | None:
+        value = meta.get(name)
+        return float(value) if value else None
+
+    usage = meta.get("usage")
+    error = meta.get("error")
+    metadata = meta.get("metadata")
+    status = meta.get("status", "queued")
+    return GenerationStatus(
+        id=meta["id"],
+        status=status,  # type: ignore[arg-type]  # written only by this module's scripts
+        model=meta.get("model", ""),
+        content=text,
+        tool_calls=[ToolCall.model_validate(c) for c in json.loads(meta.get("tool_calls", "[]"))],
+        finish_reason=meta.get("finish_reason") or None,
+        usage=Usage.model_validate_json(usage) if usage else None,
+        error=ErrorInfo.model_validate_json(error) if error else None,
+        attempt=int(meta.get("attempt", 0)),
+        created_at=float(meta["created_at"]),
+        started_at=optional_float("started_at"),
+        finished_at=optional_float("finished_at"),
+        last_event_id=meta.get("last_event_id"),
+        metadata=json.loads(metadata) if metadata else None,
+    )
+
+
+def is_finished(status: str) -> bool:
+    return status in FINISHED_STATUSES

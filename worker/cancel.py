@@ -1,0 +1,67 @@
+"""Cancel requests reach the worker that runs the generation, wherever it is.
+
+One pub/sub subscription per worker process listens on the cancel channel and
+sets the `asyncio.Event` of the generation it names, if this process runs it.
+The store's write script refuses writes after a cancel too, so a message missed
+while reconnecting still stops the generation at its next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services import keys
+
+log = logging.getLogger(__name__)
+
+
+class CancelListener:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._watched: dict[str, asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="cancel-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @contextlib.contextmanager
+    def watching(self, gen_id: str) -> Iterator[asyncio.Event]:
+        """An event set when a cancel for `gen_id` arrives, for the duration of the block."""
+        event = asyncio.Event()
+        self._watched[gen_id] = event
+        try:
+            yield event
+        finally:
+            self._watched.pop(gen_id, None)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(keys.CANCEL_CHANNEL)
+                    self.ready.set()
+                    async for message in pubsub.listen():
+                        gen_id = message.get("data")
+                        if isinstance(gen_id, bytes):
+                            gen_id = gen_id.decode()
+                        event = self._watched.get(gen_id) if isinstance(gen_id, str) else None
+                        if event is not None:
+                            event.set()
+            except (RedisError, OSError) as exc:
+                log.warning("cancel listener lost Redis (%s); reconnecting", type(exc).__name__)
+                await asyncio.sleep(1)

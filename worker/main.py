@@ -1,0 +1,49 @@
+"""The arq worker: settings in, a configured `arq.worker.Worker` out.
+
+Settings are passed explicitly (no import-time globals), so `tokenrelay worker`
+and tests build workers the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from services.config import Settings
+from services.providers import build_providers
+from worker.jobs import run_generation
+from worker.runtime import WorkerRuntime
+
+JOB_NAME = "run_generation"
+log = logging.getLogger(__name__)
+
+
+def build_worker(settings: Settings) -> Worker:
+    """An arq worker for tokenrelay's queue. `Worker.run()` blocks until SIGINT/SIGTERM."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["runtime"] = await WorkerRuntime.start(settings, build_providers(settings))
+        log.info("tokenrelay worker ready on queue %s", settings.queue_name)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        runtime: WorkerRuntime | None = ctx.get("runtime")
+        if runtime is not None:
+            await runtime.close()
+
+    return Worker(
+        functions=[func(run_generation, name=JOB_NAME, max_tries=3)],
+        queue_name=settings.queue_name,
+        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        max_jobs=settings.worker_max_jobs,
+        job_timeout=24 * 3600,
+        keep_result=60,
+        poll_delay=0.05,
+        handle_signals=True,
+        job_completion_wait=int(settings.worker_drain_s),
+        allow_abort_jobs=False,
+    )

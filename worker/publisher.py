@@ -1,0 +1,147 @@
+"""Coalesces a provider's tokens into few, timely Redis writes.
+
+The first delta of an attempt is written at once (time to first token matters
+most); after that, deltas wait at most `window_s` and everything pending goes out
+in one script call. Consecutive text merges into one `delta` event, and
+consecutive argument fragments of one tool call merge too, so a fast model costs
+one round trip per window, not one per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from services.events import DeltaEvent, ToolCallFragment, encode_data
+from services.generation import ToolCall
+from services.store import EventBatch, GenerationStore, PublishOutcome
+
+
+class PublishRefused(Exception):
+    """The store refused a write: the lease was lost, a cancel arrived, or the guard tripped."""
+
+    def __init__(self, outcome: PublishOutcome) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+class DeltaPublisher:
+    """Buffers one attempt's deltas and flushes them on the coalescing window."""
+
+    def __init__(
+        self, store: GenerationStore, gen_id: str, token: str, *, window_s: float
+    ) -> None:
+        self._store = store
+        self._gen_id = gen_id
+        self._token = token
+        self._window_s = window_s
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+        self._last_flush = float("-inf")
+        self._pending_text: list[str] = []  # text of the trailing text event
+        self._pending: list[DeltaEvent] = []  # closed events before it
+        self._tool_calls: dict[int, ToolCall] = {}
+        self._tool_calls_changed = False
+        self.refused: PublishOutcome | None = None
+        self.published_any = False
+
+    async def add_text(self, text: str) -> None:
+        if text:
+            self._pending_text.append(text)
+            await self._maybe_flush()
+
+    async def add_tool_call(self, fragment: ToolCallFragment) -> None:
+        self._close_text()
+        call = self._tool_calls.setdefault(fragment.index, ToolCall())
+        call.id = call.id or fragment.id
+        call.name = call.name or fragment.name
+        call.arguments += fragment.arguments
+        self._tool_calls_changed = True
+        last = self._pending[-1] if self._pending else None
+        if (
+            last is not None
+            and last.tool_call is not None
+            and last.tool_call.index == fragment.index
+            and fragment.id is None
+            and fragment.name is None
+        ):
+            last.tool_call.arguments += fragment.arguments
+        else:
+            self._pending.append(DeltaEvent(tool_call=fragment.model_copy()))
+        await self._maybe_flush()
+
+    async def finish(self, terminal_status: str, terminal: tuple[str, str], **fields: str) -> None:
+        """Flush what is pending together with the terminal event, in one write."""
+        self._cancel_timer()
+        async with self._lock:
+            batch = self._take_batch(
+                extra=[terminal], terminal_status=terminal_status, **fields
+            )
+            await self._write(batch)
+
+    async def aclose(self) -> None:
+        self._cancel_timer()
+
+    async def _maybe_flush(self) -> None:
+        if self.refused is not None:
+            raise PublishRefused(self.refused)
+        due = self._last_flush + self._window_s - time.monotonic()
+        if due <= 0:
+            self._cancel_timer()
+            await self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.create_task(self._flush_later(due))
+
+    async def _flush_later(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self._timer = None
+        try:
+            await self._flush()
+        except PublishRefused:
+            pass  # recorded in self.refused; the producer sees it on its next add
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            batch = self._take_batch()
+            if batch.events:
+                await self._write(batch)
+            self._last_flush = time.monotonic()
+
+    async def _write(self, batch: EventBatch) -> None:
+        outcome = await self._store.publish(self._gen_id, self._token, batch)
+        if outcome != "ok":
+            self.refused = outcome
+            raise PublishRefused(outcome)
+        if batch.text_append or batch.tool_calls_json:
+            self.published_any = True
+
+    def _close_text(self) -> None:
+        if self._pending_text:
+            self._pending.append(DeltaEvent(text="".join(self._pending_text)))
+            self._pending_text.clear()
+
+    def _take_batch(
+        self, extra: list[tuple[str, str]] | None = None, terminal_status: str = "", **fields: str
+    ) -> EventBatch:
+        self._close_text()
+        events = [("delta", encode_data(event)) for event in self._pending]
+        text_append = "".join(e.text for e in self._pending if e.text is not None)
+        self._pending.clear()
+        tool_calls_json = ""
+        if self._tool_calls_changed:
+            ordered = [self._tool_calls[i].model_dump() for i in sorted(self._tool_calls)]
+            tool_calls_json = json.dumps(ordered, separators=(",", ":"))
+            self._tool_calls_changed = False
+        return EventBatch(
+            events=[*events, *(extra or [])],
+            text_append=text_append,
+            tool_calls_json=tool_calls_json,
+            terminal_status=terminal_status,
+            **fields,
+        )
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
