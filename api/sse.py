@@ -31,9 +31,7 @@ DRAIN_RETRY_MS = 250
 class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
 
-    def __init__(
-        self, body: AsyncIterator[bytes], headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
         super().__init__(body, headers={**SSE_HEADERS, **(headers or {})})
 
 

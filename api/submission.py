@@ -27,8 +27,10 @@ def check_servable(state: AppState, request: GenerationRequest) -> None:
             f"use one of {', '.join(p + '/…' for p in KNOWN_PROVIDERS)}"
         )
     if provider not in configured_provider_names(state.settings):
-        variable = "OPENAI_API_KEY or OPENAI_BASE_URL" if provider == "openai" else (
-            "ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL"
+        variable = (
+            "OPENAI_API_KEY or OPENAI_BASE_URL"
+            if provider == "openai"
+            else ("ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL")
         )
         raise InvalidRequest(
             f"provider '{provider}' is not configured on this deployment (set {variable})"

@@ -34,8 +34,9 @@ def run_dev(settings: Settings, *, port: int) -> int:
         command = [sys.executable, "-m", "cli.main"]
         children = [
             subprocess.Popen([*command, "worker"], env=env),
-            subprocess.Popen([*command, "api", "--host", "127.0.0.1", "--port", str(port)],
-                             env=env),
+            subprocess.Popen(
+                [*command, "api", "--host", "127.0.0.1", "--port", str(port)], env=env
+            ),
         ]
         print(
             f"tokenrelay dev: API on http://127.0.0.1:{port} (Ctrl-C stops everything)",

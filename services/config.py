@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Every knob of tokenrelay. Variables are `TOKENRELAY_<NAME>` unless an alias says otherwise."""
+    """Every knob of tokenrelay: `TOKENRELAY_<NAME>` unless an alias says otherwise."""
 
     model_config = SettingsConfigDict(env_prefix="TOKENRELAY_", extra="ignore")
 

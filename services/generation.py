@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.events import Usage
 
@@ -16,11 +16,40 @@ Status = Literal["queued", "running", "completed", "failed", "cancelled"]
 FINISHED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
-class Message(BaseModel):
+class MessageToolCall(BaseModel):
+    """A tool call the assistant made earlier in the conversation (OpenAI shape, flattened)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "user", "assistant"]
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: str = "{}"
+
+
+class Message(BaseModel):
+    """One conversation turn.
+
+    The contract's native form is `{"role", "content": str}`. The front doors also
+    carry tool turns: an assistant message may hold `tool_calls` (and then may
+    have empty content), and a `tool` message answers one call by `tool_call_id`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _tool_fields_match_role(self) -> Message:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages may carry tool_calls")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id it answers")
+        if self.role != "tool" and self.tool_call_id is not None:
+            raise ValueError("only tool messages may carry tool_call_id")
+        return self
 
 
 class FunctionSpec(BaseModel):
@@ -45,7 +74,12 @@ class GenerationRequest(BaseModel):
     messages: list[Message] = Field(min_length=1, max_length=10_000)
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
-    tools: list[Tool] | None = None
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: list[str] | None = Field(default=None, max_length=16)
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | str | None = Field(
+        default=None, description="'auto', 'none', 'required', or the name of one tool"
+    )
     metadata: dict[str, str] | None = Field(default=None, max_length=64)
 
     @property

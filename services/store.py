@@ -17,7 +17,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from services import keys
-from services.events import StoredEvent, stored_event_from_entry
+from services.events import StoredEvent, Usage, stored_event_from_entry
 from services.generation import (
     FINISHED_STATUSES,
     ErrorInfo,
@@ -25,7 +25,6 @@ from services.generation import (
     GenerationStatus,
     ToolCall,
 )
-from services.events import Usage
 
 # Shared Lua: appending one event keeps the status record's cursor fields in step,
 # and finishing sets the terminal status and the retention TTL on every key.
@@ -57,7 +56,9 @@ end
 """
 
 # ARGV: gen_id, token, lease_ms, now, retention_ms, reset_reason
-_BEGIN_ATTEMPT = _PRELUDE + """
+_BEGIN_ATTEMPT = (
+    _PRELUDE
+    + """
 local gen_id, token, lease_ms, now, retention_ms, reason =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local status = redis.call('HGET', meta, 'status')
@@ -82,9 +83,12 @@ local model = redis.call('HGET', meta, 'model')
 xadd('start', json({generation_id = gen_id, model = model, attempt = attempt}))
 return {'ok', tostring(attempt), redis.call('HGET', meta, 'request')}
 """
+)
 
 # ARGV: gen_id, token, reason  -> a new visible attempt after output was published
-_RESTART_ATTEMPT = _PRELUDE + """
+_RESTART_ATTEMPT = (
+    _PRELUDE
+    + """
 local gen_id, token, reason = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('GET', lease) ~= token then return {'fenced'} end
 if redis.call('HGET', meta, 'cancel_requested') == '1' then return {'cancelled'} end
@@ -96,10 +100,13 @@ local model = redis.call('HGET', meta, 'model')
 xadd('start', json({generation_id = gen_id, model = model, attempt = attempt}))
 return {'ok', tostring(attempt)}
 """
+)
 
 # ARGV: token, now, retention_ms, max_events, text_append, tool_calls_json,
 #       terminal_status, finish_reason, usage_json, error_json, then (type, data) pairs
-_PUBLISH = _PRELUDE + """
+_PUBLISH = (
+    _PRELUDE
+    + """
 local token, now, retention_ms, max_events = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local text_append, tool_calls, terminal = ARGV[5], ARGV[6], ARGV[7]
 if redis.call('GET', lease) ~= token then return 'fenced' end
@@ -116,6 +123,7 @@ if tool_calls ~= '' then redis.call('HSET', meta, 'tool_calls', tool_calls, 'has
 if terminal ~= '' then finish(terminal, now, retention_ms, ARGV[8], ARGV[9], ARGV[10]) end
 return 'ok'
 """
+)
 
 # ARGV: token, lease_ms
 _RENEW_LEASE = """
@@ -125,7 +133,9 @@ return 1
 """
 
 # ARGV: now, retention_ms
-_CANCEL = _PRELUDE + """
+_CANCEL = (
+    _PRELUDE
+    + """
 local now, retention_ms = ARGV[1], ARGV[2]
 local status = redis.call('HGET', meta, 'status')
 if not status then return 'missing' end
@@ -138,15 +148,19 @@ end
 redis.call('HSET', meta, 'cancel_requested', '1')
 return 'requested'
 """
+)
 
 # ARGV: now, retention_ms, error_data_json, error_info_json
-_FAIL_QUEUED = _PRELUDE + """
+_FAIL_QUEUED = (
+    _PRELUDE
+    + """
 local status = redis.call('HGET', meta, 'status')
 if status ~= 'queued' then return 0 end
 xadd('error', ARGV[3])
 finish('failed', ARGV[1], ARGV[2], '', '', ARGV[4])
 return 1
 """
+)
 
 PublishOutcome = Literal["ok", "fenced", "cancelled", "too_large"]
 CancelOutcome = Literal["missing", "finished", "cancelled", "requested"]
@@ -282,12 +296,13 @@ class GenerationStore:
     async def bounds(self, gen_id: str) -> StreamBounds:
         """The first event ever written, the first still retained, and the last."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(keys.meta(gen_id), "first_event_id", "last_event_id")
+            pipe.hmget(keys.meta(gen_id), ["first_event_id", "last_event_id"])
             pipe.xrange(keys.events(gen_id), count=1)
             (first, last), head = await pipe.execute()
         first_retained = head[0][0] if head else None
-        return StreamBounds(first_event_id=first, first_retained_id=first_retained,
-                            last_event_id=last)
+        return StreamBounds(
+            first_event_id=first, first_retained_id=first_retained, last_event_id=last
+        )
 
     async def read_after(self, gen_id: str, cursor: str, count: int = 500) -> list[StoredEvent]:
         """Events strictly after `cursor` ("0-0" for all), oldest first."""

@@ -178,4 +178,3 @@ class GenerationRun:
                 return await self._finish_cancelled(publisher)
             return refused.outcome
         return status
-

@@ -10,6 +10,7 @@ one round trip per window, not one per token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -29,9 +30,7 @@ class PublishRefused(Exception):
 class DeltaPublisher:
     """Buffers one attempt's deltas and flushes them on the coalescing window."""
 
-    def __init__(
-        self, store: GenerationStore, gen_id: str, token: str, *, window_s: float
-    ) -> None:
+    def __init__(self, store: GenerationStore, gen_id: str, token: str, *, window_s: float) -> None:
         self._store = store
         self._gen_id = gen_id
         self._token = token
@@ -75,9 +74,7 @@ class DeltaPublisher:
         """Flush what is pending together with the terminal event, in one write."""
         self._cancel_timer()
         async with self._lock:
-            batch = self._take_batch(
-                extra=[terminal], terminal_status=terminal_status, **fields
-            )
+            batch = self._take_batch(extra=[terminal], terminal_status=terminal_status, **fields)
             await self._write(batch)
 
     async def aclose(self) -> None:
@@ -96,10 +93,9 @@ class DeltaPublisher:
     async def _flush_later(self, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
         self._timer = None
-        try:
+        # A refusal is recorded in self.refused; the producer sees it on its next add.
+        with contextlib.suppress(PublishRefused):
             await self._flush()
-        except PublishRefused:
-            pass  # recorded in self.refused; the producer sees it on its next add
 
     async def _flush(self) -> None:
         async with self._lock:

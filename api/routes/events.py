@@ -32,12 +32,13 @@ async def stream_events(
     )
     status = await load_status(state, gen_id)
     bounds = await state.store.bounds(gen_id)
-    if cursor != START:
-        if bounds.last_event_id is None or cursor_key(cursor) > cursor_key(bounds.last_event_id):
-            raise InvalidRequest(
-                f"cursor '{cursor}' is not an event of generation '{gen_id}' "
-                "(it is after the latest event)"
-            )
+    if cursor != START and (
+        bounds.last_event_id is None or cursor_key(cursor) > cursor_key(bounds.last_event_id)
+    ):
+        raise InvalidRequest(
+            f"cursor '{cursor}' is not an event of generation '{gen_id}' "
+            "(it is after the latest event)"
+        )
     fmt = make_format(format, status)
     preamble: list[bytes] = []
     trimmed = bounds.first_event_id is not None and (

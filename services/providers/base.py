@@ -7,7 +7,7 @@ a cancel reaches the provider.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,6 +43,6 @@ class Provider(Protocol):
         """Models to show in `GET /v1/models`, without the provider prefix."""
         ...
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderChunk]:
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
         """Stream one attempt. The last chunk is a FinishChunk."""
         ...

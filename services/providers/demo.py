@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from services.errors import ProviderError
 from services.events import Usage
@@ -21,12 +21,55 @@ from services.providers.base import FinishChunk, ProviderChunk, TextChunk
 
 DEFAULT_STORY_TOKENS = 256
 _TOKEN = re.compile(r"\s*\S+|\s+")
-_VOCABULARY = (
-    "the a relay stream token redis worker viewer reconnects resumes across replicas "
-    "while every event keeps its place and nothing is lost or repeated in transit "
-    "model answers quietly light river mountain signal packet morning evening story "
-    "engineer builds careful system that survives restarts deploys flaky networks"
-).split()
+_VOCABULARY = [
+    "the",
+    "a",
+    "relay",
+    "stream",
+    "token",
+    "redis",
+    "worker",
+    "viewer",
+    "reconnects",
+    "resumes",
+    "across",
+    "replicas",
+    "while",
+    "every",
+    "event",
+    "keeps",
+    "its",
+    "place",
+    "and",
+    "nothing",
+    "is",
+    "lost",
+    "or",
+    "repeated",
+    "in",
+    "transit",
+    "model",
+    "answers",
+    "quietly",
+    "light",
+    "river",
+    "mountain",
+    "signal",
+    "packet",
+    "morning",
+    "evening",
+    "story",
+    "engineer",
+    "builds",
+    "careful",
+    "system",
+    "that",
+    "survives",
+    "restarts",
+    "deploys",
+    "flaky",
+    "networks",
+]
 
 
 def split_tokens(text: str) -> list[str]:
@@ -38,7 +81,7 @@ def story_tokens(prompt: str, count: int) -> list[str]:
     seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big")
     rng = random.Random(seed)
     words = [rng.choice(_VOCABULARY) for _ in range(count)]
-    tokens = []
+    tokens: list[str] = []
     for index, word in enumerate(words):
         if index == 0:
             word = word.capitalize()
@@ -60,7 +103,7 @@ class DemoProvider:
     def listed_models(self) -> list[str]:
         return ["echo", "story"]
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderChunk]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
         prompt = "\n".join(m.content for m in request.messages)
         if request.provider_model == "echo":
             last_user = next(
