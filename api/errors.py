@@ -53,6 +53,10 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[int, str]:
         detail = next(err for err in errors if err.get("type") == "json_invalid")
         reason = (detail.get("ctx") or {}).get("error", "invalid JSON")
         return 400, f"request body is not valid JSON: {reason}"
+    if any(
+        err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",) for err in errors
+    ):
+        return 400, "request body is missing: send a JSON object"
     parts = []
     for err in errors[:10]:
         location = [str(p) for p in err.get("loc", ()) if p != "body"]
@@ -75,6 +79,8 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 400 and message == "There was an error parsing the body":
+        message = "request body is not valid JSON (or not UTF-8)"
     error_type = _STATUS_TYPES.get(exc.status_code, "api_error")
     return error_response(exc.status_code, error_type, message, dict(exc.headers or {}))
 

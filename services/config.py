@@ -14,7 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob of tokenrelay: `TOKENRELAY_<NAME>` unless an alias says otherwise."""
 
-    model_config = SettingsConfigDict(env_prefix="TOKENRELAY_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TOKENRELAY_", extra="ignore", env_ignore_empty=True
+    )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     api_keys: SecretStr | None = Field(

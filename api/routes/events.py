@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -12,6 +13,8 @@ from api.formats import make_format
 from api.routes.generations import load_status
 from api.sse import EventStreamResponse, sse_body
 from services.errors import InvalidRequest
+from services.events import StoredEvent
+from services.generation import FINISHED_STATUSES
 
 router = APIRouter(prefix="/v1/generations", tags=["events"], dependencies=[Authenticated])
 
@@ -51,7 +54,10 @@ async def stream_events(
         snapshot = await load_status(state, gen_id)
         preamble.append(fmt.resync(snapshot))
         cursor = snapshot.last_event_id or cursor
-    feed = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
+    if status.status in FINISHED_STATUSES and cursor == bounds.last_event_id:
+        feed: AsyncIterator[StoredEvent | None] = _nothing_more()
+    else:
+        feed = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
     body = sse_body(
         feed,
         fmt,
@@ -60,3 +66,9 @@ async def stream_events(
         draining=state.draining,
     )
     return EventStreamResponse(body, headers={"X-Generation-Id": gen_id})
+
+
+async def _nothing_more() -> AsyncIterator[StoredEvent | None]:
+    """The feed of a client that already has a finished generation's last event."""
+    return
+    yield  # unreachable: makes this an (empty) async generator
