@@ -1,0 +1,1 @@
+"""Benchmarks of tokenrelay; see bench/README.md."""
