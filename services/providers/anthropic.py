@@ -199,7 +199,7 @@ class _StreamState:
                 return [ToolCallChunk(fragment)]
         elif kind == "message_delta":
             self.stop_reason = event.delta.stop_reason or self.stop_reason
-            self.read_usage(event.usage)
+            self.read_usage(getattr(event, "usage", None))
         elif kind == "message_stop":
             self.stopped = True
         return []

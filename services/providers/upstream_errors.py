@@ -58,7 +58,7 @@ _CLIENT_FAULTS = frozenset({"invalid_request_error", "not_found_error", "request
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     """The text without API keys: the configured ones verbatim, and key-like tokens."""
     for secret in secrets:
-        if secret:
+        if len(secret) >= 8:  # shorter "keys" are placeholders; replacing them mangles text
             text = text.replace(secret, "[redacted]")
     text = _KEY_LIKE.sub("[redacted]", text)
     return text[:_MAX_MESSAGE]
