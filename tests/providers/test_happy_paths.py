@@ -4,6 +4,7 @@ and requests translated faithfully into each API's own format."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -90,13 +91,15 @@ async def test_tool_calls_stream_as_tool_call_deltas(relay: httpx.AsyncClient, m
 
 async def test_openai_request_translation(relay: httpx.AsyncClient, fakes: Fakes) -> None:
     script = new_script_id("oa-req")
-    conversation = [
+    conversation: list[dict[str, Any]] = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris?"},
         {
             "role": "assistant",
             "content": "",
-            "tool_calls": [{"id": "call_9", "name": "get_weather", "arguments": '{"city":"Paris"}'}],
+            "tool_calls": [
+                {"id": "call_9", "name": "get_weather", "arguments": '{"city":"Paris"}'}
+            ],
         },
         {"role": "tool", "tool_call_id": "call_9", "content": "sunny"},
     ]
@@ -142,7 +145,7 @@ async def test_openai_request_translation(relay: httpx.AsyncClient, fakes: Fakes
 
 async def test_anthropic_request_translation(relay: httpx.AsyncClient, fakes: Fakes) -> None:
     script = new_script_id("an-req")
-    conversation = [
+    conversation: list[dict[str, Any]] = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris and Oslo?"},
         {

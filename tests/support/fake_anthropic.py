@@ -59,8 +59,8 @@ class AnthropicPlanner(Planner):
             headers = {"request-id": "req_fake"}
             if step.retry_after:
                 headers["retry-after"] = step.retry_after
-            message = step.message or f"fake error {step.status}"
-            return ErrorAnswer(step.status, error_body(error_type, message), headers)
+            text = step.message or f"fake error {step.status}"
+            return ErrorAnswer(step.status, error_body(error_type, text), headers)
 
         def event(name: str, data: dict[str, Any]) -> Send:
             return Send(sse({"type": name, **data}, event=name))

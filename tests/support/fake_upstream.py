@@ -20,8 +20,12 @@ so "fail, then succeed" is one script. A STEP is a dict:
 | `usage` | send token usage (default true) |
 | `finish` | the provider's finish/stop reason (default: per provider) |
 | `delay_s` | pause before each piece (slow tokens) |
-| `fault` | `stall` (send nothing more, keep the socket), `drop` (abort the connection), `malformed` (invalid SSE JSON), `overloaded` (an error event mid-stream) |
+| `fault` | `stall`, `drop`, `malformed` or `overloaded` (see below) |
 | `fault_after` | how many pieces go out before the fault (default 0) |
+
+Faults: `stall` sends nothing more but keeps the socket open; `drop` aborts the
+TCP connection mid-body; `malformed` sends an event whose JSON is cut short;
+`overloaded` sends the provider's mid-stream error event.
 
 Every request is recorded (body, script id, step index) with when its
 connection closed and who closed it, so tests can assert on both.
@@ -190,18 +194,17 @@ def with_fault(pieces: list[list[Action]], step: Step, fault_actions: list[Actio
 
 
 def fault_actions(step: Step, malformed: bytes, overloaded: bytes) -> list[Action]:
-    if not step.fault:
-        return []
-    return {
+    actions: dict[str, list[Action]] = {
         "stall": [Stall()],
         "drop": [Drop()],
         "malformed": [Send(malformed)],
         "overloaded": [Send(overloaded)],
-    }[step.fault]
+    }
+    return actions[step.fault] if step.fault else []
 
 
 class FakeUpstream:
-    """Runs a Planner's HTTP server on 127.0.0.1 in a thread of its own (or in the caller's loop)."""
+    """Runs a Planner's HTTP server on 127.0.0.1, in a thread of its own or the caller's loop."""
 
     def __init__(self, planner: Planner, port: int = 0) -> None:
         self.planner = planner
