@@ -111,7 +111,7 @@ class Step:
         return step
 
 
-DEFAULT_STEP = {"text": "Hello from the fake upstream. Put fake-script: {...} in a prompt."}
+DEFAULT_STEP = {"text": "Hello from the fake upstream. Script me with a fake-script prompt."}
 
 
 @dataclass
@@ -165,7 +165,10 @@ def find_script(body: dict[str, Any]) -> dict[str, Any] | None:
     for text in reversed(prompt_texts(body)):
         at = text.find(SCRIPT_MARKER)
         if at >= 0:
-            raw, _ = json.JSONDecoder().raw_decode(text[at + len(SCRIPT_MARKER) :].lstrip())
+            try:
+                raw, _ = json.JSONDecoder().raw_decode(text[at + len(SCRIPT_MARKER) :].lstrip())
+            except ValueError:
+                continue  # a mention of the marker, not a script
             if isinstance(raw, dict):
                 return raw
     return None
