@@ -222,7 +222,8 @@ class AnthropicProvider:
         )
 
     def listed_models(self) -> list[str]:
-        return []
+        """Suggestions only: any model name the upstream knows is accepted."""
+        return ["claude-sonnet-4-5", "claude-haiku-4-5"]
 
     async def aclose(self) -> None:
         await self._client.close()

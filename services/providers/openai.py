@@ -111,7 +111,8 @@ class OpenAIProvider:
         )
 
     def listed_models(self) -> list[str]:
-        return []
+        """Suggestions only: any model name the upstream knows is accepted."""
+        return ["gpt-4o-mini", "gpt-4o"]
 
     async def aclose(self) -> None:
         await self._client.close()
