@@ -22,8 +22,8 @@ from tests.support.processes import ApiProcess, WorkerProcess, stack_env
 OPENAI_TEST_KEY = "sk-test-openai-0123456789abcdef"
 ANTHROPIC_TEST_KEY = "sk-ant-test-0123456789abcdef"
 ATTEMPTS = 3
-IDLE_TIMEOUT_S = 2.0
-FIRST_TOKEN_TIMEOUT_S = 3.0
+IDLE_TIMEOUT_S = 3.0
+FIRST_TOKEN_TIMEOUT_S = 5.0
 RETRY_AFTER_MAX_S = 5.0
 
 
