@@ -134,7 +134,7 @@ class OpenAIProvider:
                         input_tokens=chunk.usage.prompt_tokens or 0,
                         output_tokens=chunk.usage.completion_tokens or 0,
                     )
-                for choice in chunk.choices:
+                for choice in chunk.choices or []:
                     if choice.index != 0:
                         continue  # we never ask for n > 1
                     delta = choice.delta

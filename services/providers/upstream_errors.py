@@ -95,6 +95,9 @@ def status_error(
     secrets: tuple[str, ...] = (),
 ) -> ProviderError:
     """A failed HTTP answer, or an error event inside a 200 stream (`status` 200 or None)."""
+    mid_stream = status is None or status < 400
+    if mid_stream and body_code is not None and body_code.isdigit():
+        status = int(body_code)  # vLLM's mid-stream errors carry the HTTP status as `code`
     if status is not None and status >= 400 and status != 529 and body_type != "overloaded_error":
         error_type, retryable = _BY_STATUS.get(
             status,
@@ -106,9 +109,9 @@ def status_error(
             error_type, retryable = "overloaded_error", True
     if body_code == "insufficient_quota":
         retryable = False  # a 429 that waiting will not fix
-    where = f"HTTP {status}" if status and status >= 400 else "an error event mid-stream"
+    where = "an error event mid-stream" if mid_stream else f"HTTP {status}"
     message = f"the provider answered {where} ({error_type})"
-    if upstream_message and (error_type in _CLIENT_FAULTS or status is None or status < 400):
+    if upstream_message and (error_type in _CLIENT_FAULTS or mid_stream):
         message += f": {redact(upstream_message, secrets)}"
     return ProviderError(error_type, message, retryable=retryable, retry_after_s=retry_after)
 

@@ -71,6 +71,18 @@ def test_status_and_body_type_decide_type_and_retryable(
     assert (error.error_type, error.retryable) == expected
 
 
+def test_a_mid_stream_error_with_an_http_code_is_classified_by_it() -> None:
+    error = status_error(
+        None,
+        body_type="BadRequestError",
+        body_code="400",
+        upstream_message="prompt too long",
+        retry_after=None,
+    )
+    assert (error.error_type, error.retryable) == ("invalid_request_error", False)
+    assert "mid-stream" in error.message and "prompt too long" in error.message
+
+
 def test_insufficient_quota_is_not_worth_retrying() -> None:
     error = status_error(
         429,
