@@ -90,8 +90,11 @@ class Settings(BaseSettings):
 
     @property
     def openai_configured(self) -> bool:
-        return self.openai_api_key is not None or self.openai_base_url is not None
+        # An empty variable (`OPENAI_API_KEY=`) means unset, as it does to the SDKs' users.
+        key = self.openai_api_key.get_secret_value() if self.openai_api_key else ""
+        return bool(key or self.openai_base_url)
 
     @property
     def anthropic_configured(self) -> bool:
-        return self.anthropic_api_key is not None or self.anthropic_base_url is not None
+        key = self.anthropic_api_key.get_secret_value() if self.anthropic_api_key else ""
+        return bool(key or self.anthropic_base_url)

@@ -32,6 +32,7 @@ from services.providers.upstream_errors import (
 )
 
 PLACEHOLDER_KEY = "tokenrelay-no-key"
+ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 # Anthropic's stop_reason -> the OpenAI-style finish_reason of our contract.
 FINISH_REASONS = {
@@ -214,7 +215,8 @@ class AnthropicProvider:
         self._default_max_tokens = settings.anthropic_default_max_tokens
         self._client = anthropic.AsyncAnthropic(
             api_key=key or PLACEHOLDER_KEY,
-            base_url=settings.anthropic_base_url or None,
+            # Explicit, so the SDK does not read the environment a second time.
+            base_url=settings.anthropic_base_url or ANTHROPIC_DEFAULT_BASE_URL,
             max_retries=0,
             timeout=anthropic.Timeout(
                 settings.total_timeout_s, connect=settings.provider_connect_timeout_s

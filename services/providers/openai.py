@@ -28,6 +28,7 @@ from services.providers.upstream_errors import (
 )
 
 PLACEHOLDER_KEY = "tokenrelay-no-key"  # for key-less OpenAI-compatible servers
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 def openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
@@ -103,7 +104,8 @@ class OpenAIProvider:
         )
         self._client = openai.AsyncOpenAI(
             api_key=key or PLACEHOLDER_KEY,
-            base_url=settings.openai_base_url or None,
+            # Explicit, so the SDK does not read the environment a second time.
+            base_url=settings.openai_base_url or OPENAI_DEFAULT_BASE_URL,
             max_retries=0,
             timeout=openai.Timeout(
                 settings.total_timeout_s, connect=settings.provider_connect_timeout_s
