@@ -141,10 +141,11 @@ class GenerationRun:
                 if delay is None:
                     raise
                 log.info(
-                    "generation %s: try %d failed (%s); retrying in %.2f s",
+                    "generation %s: try %d failed (%s: %s); retrying in %.2f s",
                     self.gen_id,
                     tries,
                     exc.error_type,
+                    exc.message,  # already redacted by the provider adapter
                     delay,
                 )
                 await self._void_attempt(exc.error_type)

@@ -17,6 +17,7 @@ from typing import Any
 
 import anthropic
 import anyio
+import httpx
 import httpx2
 
 from services.config import Settings
@@ -243,10 +244,11 @@ class AnthropicProvider:
                     yield chunk
         except anthropic.APIError as exc:
             raise self._translate(exc) from None
-        except httpx2.TimeoutException:
+        except (httpx2.TimeoutException, httpx.TimeoutException):
             raise connection_error(timed_out=True) from None
-        except (httpx2.TransportError, ssl.SSLError, anyio.EndOfStream):
-            # The SDK does not wrap errors raised while reading a stream's body.
+        except (httpx2.TransportError, httpx.TransportError, ssl.SSLError, anyio.EndOfStream):
+            # The SDK does not wrap errors raised while reading a stream's body
+            # (httpx2 now; httpx in SDK versions before the switch).
             raise connection_error(timed_out=False) from None
         except json.JSONDecodeError as exc:
             raise malformed_stream(f"invalid JSON in an event at position {exc.pos}") from None
