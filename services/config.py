@@ -44,6 +44,30 @@ class Settings(BaseSettings):
     max_tokens_limit: int = Field(default=128_000, ge=1)
     demo_tokens_per_s: float = Field(default=50.0, ge=0, description="0 = as fast as possible")
 
+    # provider calls: one retry policy and three time limits (see worker/retry.py)
+    provider_attempts: int = Field(
+        default=4, ge=1, le=20, description="tries per generation, the first one included"
+    )
+    retry_backoff_base_s: float = Field(default=0.5, ge=0, description="first backoff delay")
+    retry_backoff_cap_s: float = Field(default=8.0, ge=0, description="longest backoff delay")
+    retry_after_max_s: float = Field(
+        default=30.0, ge=0, description="longest provider Retry-After we wait for"
+    )
+    first_token_timeout_s: float = Field(
+        default=120.0, gt=0, description="request sent to first chunk, per attempt"
+    )
+    idle_timeout_s: float = Field(default=60.0, gt=0, description="longest gap between chunks")
+    total_timeout_s: float = Field(
+        default=1800.0, gt=0, description="whole generation, retries and backoff included"
+    )
+    provider_connect_timeout_s: float = Field(default=10.0, gt=0)
+    anthropic_default_max_tokens: int = Field(
+        default=4096, ge=1, description="Anthropic needs max_tokens; used when a request has none"
+    )
+    openai_stream_usage: bool = Field(
+        default=True, description="send stream_options.include_usage (some servers reject it)"
+    )
+
     # providers (standard SDK variable names)
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY")
@@ -68,8 +92,11 @@ class Settings(BaseSettings):
 
     @property
     def openai_configured(self) -> bool:
-        return self.openai_api_key is not None or self.openai_base_url is not None
+        # An empty variable (`OPENAI_API_KEY=`) means unset, as it does to the SDKs' users.
+        key = self.openai_api_key.get_secret_value() if self.openai_api_key else ""
+        return bool(key or self.openai_base_url)
 
     @property
     def anthropic_configured(self) -> bool:
-        return self.anthropic_api_key is not None or self.anthropic_base_url is not None
+        key = self.anthropic_api_key.get_secret_value() if self.anthropic_api_key else ""
+        return bool(key or self.anthropic_base_url)

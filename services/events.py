@@ -80,6 +80,8 @@ def encode_data(event: BaseModel) -> str:
     payload = event.model_dump(exclude_none=True, exclude={"type"})
     if isinstance(event, ErrorEvent):
         payload = {"type": payload.pop("error_type"), **payload}
+    if isinstance(event, DoneEvent):
+        payload.setdefault("usage", None)  # the contract says `usage: null`, not absent
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 

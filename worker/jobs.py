@@ -19,9 +19,10 @@ from typing import Any
 from services.errors import ProviderError
 from services.events import CancelledEvent, DoneEvent, ErrorEvent, encode_data
 from services.generation import GenerationRequest
-from services.providers.base import FinishChunk, TextChunk, ToolCallChunk
+from services.providers.base import FinishChunk, Provider, TextChunk, ToolCallChunk
 from services.store import AttemptGrant
 from worker.publisher import DeltaPublisher, PublishRefused
+from worker.retry import AttemptClock, RetryPolicy, TimeLimits
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class GenerationRun:
         self.gen_id = gen_id
         self.token = secrets.token_hex(16)
         self.lease_ms = int(runtime.settings.lease_s * 1000)
+        self.publisher = self._new_publisher()
 
     async def run(self) -> str:
         with self.runtime.cancels.watching(self.gen_id) as cancel_requested:
@@ -55,22 +57,22 @@ class GenerationRun:
             if not isinstance(grant, AttemptGrant):
                 log.info("generation %s not started: %s", self.gen_id, grant)
                 return grant
-            publisher = DeltaPublisher(
-                self.store,
-                self.gen_id,
-                self.token,
-                window_s=self.runtime.settings.coalesce_ms / 1000,
-            )
             try:
-                return await self._run_attempt(grant, publisher, cancel_requested)
+                return await self._run_attempt(grant, cancel_requested)
             finally:
-                await publisher.aclose()
+                await self.publisher.aclose()
 
-    async def _run_attempt(
-        self, grant: AttemptGrant, publisher: DeltaPublisher, cancel_requested: asyncio.Event
-    ) -> str:
+    def _new_publisher(self) -> DeltaPublisher:
+        return DeltaPublisher(
+            self.store,
+            self.gen_id,
+            self.token,
+            window_s=self.runtime.settings.coalesce_ms / 1000,
+        )
+
+    async def _run_attempt(self, grant: AttemptGrant, cancel_requested: asyncio.Event) -> str:
         lease_lost = asyncio.Event()
-        stream = asyncio.create_task(self._stream(grant.request, publisher))
+        stream = asyncio.create_task(self._stream(grant.request))
         watchers = [
             asyncio.create_task(cancel_requested.wait()),
             asyncio.create_task(lease_lost.wait()),
@@ -85,6 +87,7 @@ class GenerationRun:
                 stream.cancel()  # closes the provider's HTTP stream through aclosing()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await stream
+        publisher = self.publisher  # the current attempt's (a retry replaces it)
         if lease_lost.is_set():
             return "lease_lost"
         if cancel_requested.is_set():
@@ -109,7 +112,13 @@ class GenerationRun:
             usage_json=finish.usage.model_dump_json() if finish.usage else "",
         )
 
-    async def _stream(self, request: GenerationRequest, publisher: DeltaPublisher) -> FinishChunk:
+    async def _stream(self, request: GenerationRequest) -> FinishChunk:
+        """Try the provider until it finishes, under worker/retry.py's policy.
+
+        A failed try that published nothing is retried invisibly; one that did
+        publish is voided with `reset` (a new, visible attempt) before the next
+        try, so viewers never see text twice.
+        """
         provider = self.runtime.providers.get(request.provider)
         if provider is None:
             raise ProviderError(
@@ -117,17 +126,61 @@ class GenerationRun:
                 f"provider '{request.provider}' is not configured on this worker",
                 retryable=False,
             )
+        settings = self.runtime.settings
+        policy = RetryPolicy.from_settings(settings)
+        limits = TimeLimits.from_settings(settings)
+        loop = asyncio.get_running_loop()
+        total_deadline = loop.time() + limits.total_s
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await self._stream_once(provider, request, limits, total_deadline)
+            except ProviderError as exc:
+                delay = policy.delay_before_retry(exc, tries, total_deadline - loop.time())
+                if delay is None:
+                    raise
+                log.info(
+                    "generation %s: try %d failed (%s: %s); retrying in %.2f s",
+                    self.gen_id,
+                    tries,
+                    exc.error_type,
+                    exc.message,  # already redacted by the provider adapter
+                    delay,
+                )
+                await self._void_attempt(exc.error_type)
+                await asyncio.sleep(delay)
+
+    async def _stream_once(
+        self,
+        provider: Provider,
+        request: GenerationRequest,
+        limits: TimeLimits,
+        total_deadline: float,
+    ) -> FinishChunk:
+        clock = AttemptClock(limits, total_deadline)
         async with aclosing(provider.stream(request)) as chunks:
-            async for chunk in chunks:
+            while (chunk := await clock.next_chunk(chunks)) is not None:
                 if isinstance(chunk, TextChunk):
-                    await publisher.add_text(chunk.text)
+                    await self.publisher.add_text(chunk.text)
                 elif isinstance(chunk, ToolCallChunk):
-                    await publisher.add_tool_call(chunk.fragment)
+                    await self.publisher.add_tool_call(chunk.fragment)
                 else:
                     return chunk
         raise ProviderError(
             "provider_error", "the provider stream ended without a finish", retryable=True
         )
+
+    async def _void_attempt(self, reason: str) -> None:
+        """Forget a failed try's output: invisibly if none was published, else by `reset`."""
+        await self.publisher.discard()
+        if self.publisher.published_any:
+            restarted = await self.store.restart_attempt(self.gen_id, self.token, reason)
+            if not isinstance(restarted, int):
+                raise PublishRefused(restarted)
+            log.info("generation %s: attempt %d after %s", self.gen_id, restarted, reason)
+        await self.publisher.aclose()
+        self.publisher = self._new_publisher()
 
     async def _keep_lease(self, lease_lost: asyncio.Event) -> None:
         interval = self.runtime.settings.lease_s / 3

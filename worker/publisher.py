@@ -80,6 +80,20 @@ class DeltaPublisher:
     async def aclose(self) -> None:
         self._cancel_timer()
 
+    async def discard(self) -> None:
+        """Drop what is pending and stop writing, for an attempt that is being retried.
+
+        Takes the lock first, so a flush already in flight finishes before this
+        returns (and `published_any` is then exact); after it, this publisher
+        writes nothing more, so no delta of the failed attempt can land after a
+        `reset`.
+        """
+        async with self._lock:
+            self._cancel_timer()
+            self._pending_text.clear()
+            self._pending.clear()
+            self._tool_calls_changed = False
+
     async def _maybe_flush(self) -> None:
         if self.refused is not None:
             raise PublishRefused(self.refused)

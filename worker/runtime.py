@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from services.config import Settings
+from services.providers import close_providers
 from services.providers.base import Provider
 from services.store import GenerationStore
 from worker.cancel import CancelListener
@@ -35,4 +36,5 @@ class WorkerRuntime:
 
     async def close(self) -> None:
         await self.cancels.stop()
+        await close_providers(self.providers)
         await self.redis.aclose()

@@ -46,3 +46,7 @@ class Provider(Protocol):
     def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
         """Stream one attempt. The last chunk is a FinishChunk."""
         ...
+
+    async def aclose(self) -> None:
+        """Release the provider's HTTP client (worker shutdown)."""
+        ...

@@ -103,6 +103,9 @@ class DemoProvider:
     def listed_models(self) -> list[str]:
         return ["echo", "story"]
 
+    async def aclose(self) -> None:
+        """Nothing to release: the demo provider has no client."""
+
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
         prompt = "\n".join(m.content for m in request.messages)
         if request.provider_model == "echo":

@@ -1,0 +1,283 @@
+"""The `anthropic/...` provider: Messages streaming through the official SDK.
+
+One `AsyncAnthropic` client per worker process, SDK retries off (the worker
+retries; see worker/retry.py). Requests are translated from our OpenAI-shaped
+conversation: system turns become `system`, assistant tool calls become
+`tool_use` blocks, tool answers become `tool_result` blocks in a user turn, and
+consecutive turns of one role merge, as the Messages API requires. `max_tokens`,
+which Anthropic requires, defaults to `TOKENRELAY_ANTHROPIC_DEFAULT_MAX_TOKENS`.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import anthropic
+import anyio
+import httpx
+import httpx2
+
+from services.config import Settings
+from services.errors import ProviderError
+from services.events import ToolCallFragment, Usage
+from services.generation import GenerationRequest, Message
+from services.providers.base import FinishChunk, ProviderChunk, TextChunk, ToolCallChunk
+from services.providers.upstream_errors import (
+    connection_error,
+    malformed_stream,
+    retry_after_s,
+    status_error,
+)
+
+PLACEHOLDER_KEY = "tokenrelay-no-key"
+ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+# Anthropic's stop_reason -> the OpenAI-style finish_reason of our contract.
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def _tool_input(arguments: str) -> Any:
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError:
+        raise ProviderError(
+            "invalid_request_error",
+            "an assistant tool call's arguments are not valid JSON",
+            retryable=False,
+        ) from None
+    return value
+
+
+def _blocks(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [
+            {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": message.content,
+            }
+        ]
+    blocks: list[dict[str, Any]] = []
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    for call in message.tool_calls or []:
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": _tool_input(call.arguments),
+            }
+        )
+    return blocks
+
+
+def anthropic_messages(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
+    """`(system, messages)` in Messages API form."""
+    system = [m.content for m in messages if m.role == "system" and m.content]
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _blocks(message)
+        if not blocks:
+            continue  # Anthropic refuses empty text blocks
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return ("\n\n".join(system) if system else None), turns
+
+
+def anthropic_tool_choice(choice: str) -> dict[str, Any]:
+    named = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
+    return named.get(choice, {"type": "tool", "name": choice})
+
+
+def messages_params(request: GenerationRequest, *, default_max_tokens: int) -> dict[str, Any]:
+    """The request body, minus `stream`: every field of ours that the Messages API has."""
+    system, turns = anthropic_messages(request.messages)
+    params: dict[str, Any] = {
+        "model": request.provider_model,
+        "max_tokens": request.max_tokens or default_max_tokens,
+        "messages": turns,
+    }
+    if system is not None:
+        params["system"] = system
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.stop:
+        params["stop_sequences"] = request.stop
+    if request.tools:
+        params["tools"] = [
+            {
+                "name": tool.function.name,
+                **({"description": tool.function.description} if tool.function.description else {}),
+                "input_schema": tool.function.parameters or {"type": "object", "properties": {}},
+            }
+            for tool in request.tools
+        ]
+        if request.tool_choice is not None:
+            params["tool_choice"] = anthropic_tool_choice(request.tool_choice)
+    return params
+
+
+class _StreamState:
+    """What the events of one message stream have said so far."""
+
+    def __init__(self) -> None:
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.stop_reason: str | None = None
+        self.stopped = False
+        self.tool_index: dict[int, int] = {}  # content block index -> tool call index
+        self.tool_has_input: set[int] = set()
+
+    def usage(self) -> Usage | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return Usage(input_tokens=self.input_tokens or 0, output_tokens=self.output_tokens or 0)
+
+    def read_usage(self, usage: Any) -> None:
+        if usage is None:
+            return
+        parts = [
+            getattr(usage, name, None)
+            for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        ]
+        if any(isinstance(part, int) for part in parts):
+            self.input_tokens = sum(part for part in parts if isinstance(part, int))
+        output = getattr(usage, "output_tokens", None)
+        if isinstance(output, int):
+            self.output_tokens = output
+
+    def chunks(self, event: Any) -> list[ProviderChunk]:
+        """The chunks one SDK event yields (most yield none or one)."""
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self.read_usage(getattr(event.message, "usage", None))
+        elif kind == "content_block_start":
+            block = event.content_block
+            if block.type == "tool_use":
+                index = self.tool_index.setdefault(event.index, len(self.tool_index))
+                arguments = json.dumps(block.input) if getattr(block, "input", None) else ""
+                if arguments:
+                    self.tool_has_input.add(event.index)
+                fragment = ToolCallFragment(
+                    index=index, id=block.id, name=block.name, arguments=arguments
+                )
+                return [ToolCallChunk(fragment)]
+            if block.type == "text" and getattr(block, "text", ""):
+                return [TextChunk(block.text)]
+        elif kind == "content_block_delta":
+            delta = event.delta
+            if delta.type == "text_delta" and delta.text:
+                return [TextChunk(delta.text)]
+            is_input = delta.type == "input_json_delta" and event.index in self.tool_index
+            if is_input and delta.partial_json:
+                self.tool_has_input.add(event.index)
+                fragment = ToolCallFragment(
+                    index=self.tool_index[event.index], arguments=delta.partial_json
+                )
+                return [ToolCallChunk(fragment)]
+        elif kind == "content_block_stop":
+            if event.index in self.tool_index and event.index not in self.tool_has_input:
+                # A tool without parameters: say "{}" as OpenAI would, not "".
+                fragment = ToolCallFragment(index=self.tool_index[event.index], arguments="{}")
+                return [ToolCallChunk(fragment)]
+        elif kind == "message_delta":
+            self.stop_reason = event.delta.stop_reason or self.stop_reason
+            self.read_usage(getattr(event, "usage", None))
+        elif kind == "message_stop":
+            self.stopped = True
+        return []
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, settings: Settings) -> None:
+        key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
+        self._secrets = (key,) if key else ()
+        self._default_max_tokens = settings.anthropic_default_max_tokens
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key or PLACEHOLDER_KEY,
+            # Explicit, so the SDK does not read the environment a second time.
+            base_url=settings.anthropic_base_url or ANTHROPIC_DEFAULT_BASE_URL,
+            max_retries=0,
+            timeout=anthropic.Timeout(
+                settings.total_timeout_s, connect=settings.provider_connect_timeout_s
+            ),
+        )
+
+    def listed_models(self) -> list[str]:
+        """Suggestions only: any model name the upstream knows is accepted."""
+        return ["claude-sonnet-4-5", "claude-haiku-4-5"]
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
+        params = messages_params(request, default_max_tokens=self._default_max_tokens)
+        try:
+            stream = await self._client.messages.create(**params, stream=True)
+        except anthropic.APIError as exc:
+            raise self._translate(exc) from None
+        state = _StreamState()
+        try:
+            async for event in stream:
+                for chunk in state.chunks(event):
+                    yield chunk
+        except anthropic.APIError as exc:
+            raise self._translate(exc) from None
+        except (httpx2.TimeoutException, httpx.TimeoutException):
+            raise connection_error(timed_out=True) from None
+        except (httpx2.TransportError, httpx.TransportError, ssl.SSLError, anyio.EndOfStream):
+            # The SDK does not wrap errors raised while reading a stream's body
+            # (httpx2 now; httpx in SDK versions before the switch).
+            raise connection_error(timed_out=False) from None
+        except json.JSONDecodeError as exc:
+            raise malformed_stream(f"invalid JSON in an event at position {exc.pos}") from None
+        finally:
+            await stream.close()  # on cancel too: closes the upstream HTTP request
+        if not state.stopped or state.stop_reason is None:
+            raise malformed_stream("the stream ended before message_stop")
+        finish_reason = FINISH_REASONS.get(state.stop_reason, state.stop_reason)
+        yield FinishChunk(finish_reason=finish_reason, usage=state.usage())
+
+    def _translate(self, exc: anthropic.APIError) -> ProviderError:
+        if isinstance(exc, anthropic.APITimeoutError):
+            return connection_error(timed_out=True)
+        if isinstance(exc, anthropic.APIConnectionError):
+            return connection_error(timed_out=False)
+        if isinstance(exc, anthropic.APIStatusError):
+            return status_error(
+                exc.status_code,
+                body_type=exc.type,
+                body_code=exc.error_code,
+                upstream_message=exc.api_message,
+                retry_after=retry_after_s(exc.response.headers),
+                secrets=self._secrets,
+            )
+        return status_error(
+            None,
+            body_type=None,
+            body_code=None,
+            upstream_message=exc.message,
+            retry_after=None,
+            secrets=self._secrets,
+        )

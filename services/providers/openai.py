@@ -1,0 +1,184 @@
+"""The `openai/...` provider: Chat Completions streaming through the official SDK.
+
+Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server) works through
+`OPENAI_BASE_URL`; such servers often need no key, so a placeholder is sent when
+none is configured. One `AsyncOpenAI` client per worker process, made at startup
+and closed at shutdown, with the SDK's retries off: retries are the worker's
+(worker/retry.py), because only it knows whether output was already published.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import openai
+
+from services.config import Settings
+from services.errors import ProviderError
+from services.events import ToolCallFragment, Usage
+from services.generation import GenerationRequest, Message
+from services.providers.base import FinishChunk, ProviderChunk, TextChunk, ToolCallChunk
+from services.providers.upstream_errors import (
+    connection_error,
+    malformed_stream,
+    retry_after_s,
+    status_error,
+)
+
+PLACEHOLDER_KEY = "tokenrelay-no-key"  # for key-less OpenAI-compatible servers
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Our conversation turns in Chat Completions form (tool turns included)."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "tool":
+            out.append(
+                {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+            )
+        elif message.role == "assistant" and message.tool_calls:
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": message.content or None,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": call.arguments},
+                        }
+                        for call in message.tool_calls
+                    ],
+                }
+            )
+        else:
+            out.append({"role": message.role, "content": message.content})
+    return out
+
+
+def openai_tool_choice(choice: str) -> str | dict[str, Any]:
+    if choice in ("auto", "none", "required"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
+
+
+def chat_params(
+    request: GenerationRequest, *, include_usage: bool, max_tokens_field: str
+) -> dict[str, Any]:
+    """The request body, minus `stream`: every field of ours that Chat Completions has."""
+    params: dict[str, Any] = {
+        "model": request.provider_model,
+        "messages": openai_messages(request.messages),
+    }
+    if include_usage:
+        params["stream_options"] = {"include_usage": True}
+    if request.max_tokens is not None:
+        params[max_tokens_field] = request.max_tokens
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.stop:
+        params["stop"] = request.stop
+    if request.tools:
+        params["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
+        if request.tool_choice is not None:
+            params["tool_choice"] = openai_tool_choice(request.tool_choice)
+    return params
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(self, settings: Settings) -> None:
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+        self._secrets = (key,) if key else ()
+        self._include_usage = settings.openai_stream_usage
+        # api.openai.com wants max_completion_tokens (its reasoning models refuse
+        # max_tokens); compatible servers mostly know only max_tokens.
+        self._max_tokens_field = (
+            "max_tokens" if settings.openai_base_url else "max_completion_tokens"
+        )
+        self._client = openai.AsyncOpenAI(
+            api_key=key or PLACEHOLDER_KEY,
+            # Explicit, so the SDK does not read the environment a second time.
+            base_url=settings.openai_base_url or OPENAI_DEFAULT_BASE_URL,
+            max_retries=0,
+            timeout=openai.Timeout(
+                settings.total_timeout_s, connect=settings.provider_connect_timeout_s
+            ),
+        )
+
+    def listed_models(self) -> list[str]:
+        """Suggestions only: any model name the upstream knows is accepted."""
+        return ["gpt-4o-mini", "gpt-4o"]
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
+        params = chat_params(
+            request, include_usage=self._include_usage, max_tokens_field=self._max_tokens_field
+        )
+        try:
+            stream = await self._client.chat.completions.create(**params, stream=True)
+        except openai.APIError as exc:
+            raise self._translate(exc) from None
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = Usage(
+                        input_tokens=chunk.usage.prompt_tokens or 0,
+                        output_tokens=chunk.usage.completion_tokens or 0,
+                    )
+                for choice in chunk.choices or []:
+                    if choice.index != 0:
+                        continue  # we never ask for n > 1
+                    delta = choice.delta
+                    if delta is not None and delta.content:
+                        yield TextChunk(delta.content)
+                    for position, call in enumerate((delta.tool_calls if delta else None) or []):
+                        function = call.function
+                        index = call.index if isinstance(call.index, int) else position
+                        yield ToolCallChunk(
+                            ToolCallFragment(
+                                index=index,
+                                id=call.id or None,
+                                name=(function.name or None) if function else None,
+                                arguments=(function.arguments or "") if function else "",
+                            )
+                        )
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+        except openai.APIError as exc:
+            raise self._translate(exc) from None
+        except json.JSONDecodeError as exc:
+            raise malformed_stream(f"invalid JSON in an event at position {exc.pos}") from None
+        finally:
+            await stream.close()  # on cancel too: closes the upstream HTTP request
+        if finish_reason is None:
+            raise malformed_stream("the stream ended without a finish_reason")
+        yield FinishChunk(finish_reason=finish_reason, usage=usage)
+
+    def _translate(self, exc: openai.APIError) -> ProviderError:
+        if isinstance(exc, openai.APITimeoutError):
+            return connection_error(timed_out=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return connection_error(timed_out=False)
+        body = exc.body if isinstance(exc.body, dict) else {}
+        upstream_message = body.get("message")
+        return status_error(
+            exc.status_code if isinstance(exc, openai.APIStatusError) else None,
+            body_type=exc.type if isinstance(exc.type, str) else None,
+            body_code=exc.code,
+            upstream_message=upstream_message if isinstance(upstream_message, str) else None,
+            retry_after=retry_after_s(exc.response.headers)
+            if isinstance(exc, openai.APIStatusError)
+            else None,
+            secrets=self._secrets,
+        )

@@ -1,0 +1,136 @@
+"""The retry policy and the error translation as pure functions: the rules the
+end-to-end fault tests rely on, checked at their edges."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncGenerator
+
+import pytest
+
+from services.errors import ProviderError
+from services.providers.upstream_errors import redact, retry_after_s, status_error
+from worker.retry import AttemptClock, RetryPolicy, TimeLimits
+
+POLICY = RetryPolicy(attempts=4, backoff_base_s=0.5, backoff_cap_s=4.0, retry_after_max_s=30)
+
+
+def retryable(retry_after: float | None = None) -> ProviderError:
+    return ProviderError("provider_error", "x", retryable=True, retry_after_s=retry_after)
+
+
+def test_backoff_grows_exponentially_with_jitter_under_the_cap() -> None:
+    for retry_number, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)]:
+        delays = [POLICY.backoff_s(retry_number) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 100  # jittered, not one fixed value
+
+
+def test_attempts_are_bounded_and_final_errors_are_not_retried() -> None:
+    assert POLICY.delay_before_retry(retryable(), 3, remaining_s=100) is not None
+    assert POLICY.delay_before_retry(retryable(), 4, remaining_s=100) is None
+    final = ProviderError("authentication_error", "x", retryable=False)
+    assert POLICY.delay_before_retry(final, 1, remaining_s=100) is None
+
+
+def test_retry_after_is_honoured_up_to_its_limit_and_the_total_deadline() -> None:
+    assert POLICY.delay_before_retry(retryable(7.0), 1, remaining_s=100) == 7.0
+    assert POLICY.delay_before_retry(retryable(31.0), 1, remaining_s=100) is None
+    assert POLICY.delay_before_retry(retryable(7.0), 1, remaining_s=5) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body_type", "expected"),
+    [
+        (400, "invalid_request_error", ("invalid_request_error", False)),
+        (401, None, ("authentication_error", False)),
+        (403, None, ("permission_error", False)),
+        (404, None, ("not_found_error", False)),
+        (408, None, ("timeout", True)),
+        (409, None, ("provider_error", True)),
+        (422, None, ("invalid_request_error", False)),
+        (429, None, ("rate_limit_error", True)),
+        (500, None, ("provider_error", True)),
+        (502, None, ("provider_error", True)),
+        (503, "overloaded_error", ("overloaded_error", True)),
+        (529, None, ("overloaded_error", True)),
+        (418, None, ("invalid_request_error", False)),
+        (200, "overloaded_error", ("overloaded_error", True)),  # an SSE error event
+        (None, "server_error", ("provider_error", True)),
+        (200, "invalid_request_error", ("invalid_request_error", False)),
+    ],
+)
+def test_status_and_body_type_decide_type_and_retryable(
+    status: int | None, body_type: str | None, expected: tuple[str, bool]
+) -> None:
+    error = status_error(
+        status, body_type=body_type, body_code=None, upstream_message="m", retry_after=None
+    )
+    assert (error.error_type, error.retryable) == expected
+
+
+def test_a_mid_stream_error_with_an_http_code_is_classified_by_it() -> None:
+    error = status_error(
+        None,
+        body_type="BadRequestError",
+        body_code="400",
+        upstream_message="prompt too long",
+        retry_after=None,
+    )
+    assert (error.error_type, error.retryable) == ("invalid_request_error", False)
+    assert "mid-stream" in error.message and "prompt too long" in error.message
+
+
+def test_insufficient_quota_is_not_worth_retrying() -> None:
+    error = status_error(
+        429,
+        body_type="insufficient_quota",
+        body_code="insufficient_quota",
+        upstream_message=None,
+        retry_after=None,
+    )
+    assert (error.error_type, error.retryable) == ("rate_limit_error", False)
+
+
+def test_retry_after_headers() -> None:
+    assert retry_after_s({"retry-after": "3"}) == 3.0
+    assert retry_after_s({"retry-after-ms": "250", "retry-after": "3"}) == 0.25
+    assert retry_after_s({}) is None
+    assert retry_after_s({"retry-after": "soon"}) is None
+    later = email.utils.formatdate(time.time() + 20, usegmt=True)
+    parsed = retry_after_s({"retry-after": later})
+    assert parsed is not None and 15 <= parsed <= 21
+
+
+def test_keys_never_survive_in_messages() -> None:
+    secret = "sk-proj-abcdefghijklmnop"
+    assert secret not in redact(f"Incorrect API key provided: {secret}.")
+    assert "my-own-key-123456" not in redact("key my-own-key-123456", ("my-own-key-123456",))
+    assert redact("max_tokens is too large") == "max_tokens is too large"
+
+
+async def _silent() -> AsyncGenerator[int, None]:
+    yield 1
+    await asyncio.sleep(3600)
+    yield 2
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        (TimeLimits(first_token_s=60, idle_s=0.05, total_s=60), "idle timeout"),
+        (TimeLimits(first_token_s=60, idle_s=60, total_s=0.05), "total timeout"),
+    ],
+)
+async def test_attempt_clock_names_the_limit_that_fired(limits: TimeLimits, expected: str) -> None:
+    loop = asyncio.get_running_loop()
+    clock = AttemptClock(limits, total_deadline=loop.time() + limits.total_s)
+    chunks = _silent()
+    assert await clock.next_chunk(chunks) == 1
+    with pytest.raises(ProviderError) as raised:
+        await clock.next_chunk(chunks)
+    assert raised.value.error_type == "timeout"
+    assert expected in raised.value.message
+    await chunks.aclose()
