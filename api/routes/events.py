@@ -12,6 +12,7 @@ from api.formats import make_format
 from api.routes.generations import load_status
 from api.sse import EventStreamResponse, sse_body
 from services.errors import InvalidRequest
+from services.store import is_finished
 
 router = APIRouter(prefix="/v1/generations", tags=["events"], dependencies=[Authenticated])
 
@@ -51,6 +52,9 @@ async def stream_events(
         snapshot = await load_status(state, gen_id)
         preamble.append(fmt.resync(snapshot))
         cursor = snapshot.last_event_id or cursor
+        if is_finished(snapshot.status) and snapshot.last_event_id:
+            # Replay the terminal event after the snapshot, so the stream still ends.
+            cursor = _just_before(snapshot.last_event_id)
     feed = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
     body = sse_body(
         feed,
@@ -60,3 +64,9 @@ async def stream_events(
         draining=state.draining,
     )
     return EventStreamResponse(body, headers={"X-Generation-Id": gen_id})
+
+
+def _just_before(entry_id: str) -> str:
+    """The greatest stream id below `entry_id`, so that reading after it yields that entry."""
+    ms, seq = cursor_key(entry_id)
+    return f"{ms}-{seq - 1}" if seq > 0 else f"{ms - 1}-{2**64 - 1}"

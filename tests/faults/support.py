@@ -106,6 +106,7 @@ async def watch(
     gen_id: str,
     *,
     timeout_s: float = 90,
+    last_event_id: str | None = None,
     on_event: Callable[[SseEvent], None] | None = None,
 ) -> Viewing:
     """Follow a generation to its terminal event like an EventSource would.
@@ -118,7 +119,8 @@ async def watch(
     url = f"{base_url}/v1/generations/{gen_id}/events"
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=30)) as client:
         while time.monotonic() < deadline:
-            headers = {"Last-Event-ID": viewing.events[-1].id or ""} if viewing.events else {}
+            cursor = viewing.events[-1].id if viewing.events else last_event_id
+            headers = {"Last-Event-ID": cursor} if cursor else {}
             try:
                 async with client.stream("GET", url, headers=headers) as response:
                     if response.status_code != 200:
