@@ -54,6 +54,7 @@ async def sse_body(
     for chunk in preamble:
         yield chunk
     drain_wait = asyncio.ensure_future(draining.wait())
+    next_item: asyncio.Future[StoredEvent | None] | None = None
     try:
         while True:
             next_item = asyncio.ensure_future(anext(feed))
@@ -84,4 +85,10 @@ async def sse_body(
                 return
     finally:
         drain_wait.cancel()
+        if next_item is not None and not next_item.done():
+            # The client went away mid-wait: stop the pending read before closing the
+            # feed (closing a generator that is still running raises RuntimeError).
+            next_item.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await next_item
         await feed.aclose()  # type: ignore[attr-defined]  # feeds are async generators
