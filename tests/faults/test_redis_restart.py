@@ -124,3 +124,25 @@ async def _status_code(
 ) -> httpx.Response | None:
     response = await client.get(path)
     return response if response.status_code == expected else None
+
+
+async def test_processes_started_while_redis_is_down_wait_for_it(
+    own_redis: RedisServer, procs: Processes
+) -> None:
+    own_redis.stop()
+    worker = procs.worker()
+    api = procs.api()
+    await asyncio.to_thread(api.wait_for_log, "Uvicorn running")
+    async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as client:
+        assert (await client.get("/readyz")).status_code == 503
+        body = {"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}
+        assert (await client.post("/v1/generations", json=body)).status_code == 503
+    await asyncio.to_thread(worker.wait_for_log, "retries remaining")  # arq retries
+    assert worker.process.poll() is None
+
+    own_redis.start()
+    await asyncio.to_thread(worker.wait_ready)
+    api.wait_ready()
+    gen_id = await create(api.base_url, max_tokens=20)
+    viewing = await watch(api.base_url, gen_id)
+    assert assemble_text(viewing.events) == expected_story(20)
