@@ -83,13 +83,18 @@ class Reaper:
 
     async def _loop(self) -> None:
         interval = self._settings.reap_interval_s
+        redis_down = False
         while True:
             # Jitter keeps the reapers of many workers from checking in lockstep.
             await asyncio.sleep(interval * random.uniform(0.5, 1.0))
             try:
                 await self.reap_once()
             except (RedisError, OSError) as exc:
-                log.warning("reaper: Redis unavailable (%s); will retry", type(exc).__name__)
+                if not redis_down:
+                    log.warning("reaper: Redis unavailable (%s); will retry", type(exc).__name__)
+                redis_down = True
+            else:
+                redis_down = False
 
     async def reap_once(self) -> dict[str, ReapOutcome]:
         """Check every generation whose lease is due; returns what was done to each."""

@@ -62,6 +62,9 @@ async def test_redis_restart_with_aof_loses_nothing(tmp_path: Path) -> None:
 
         # Nothing crashed: the same processes serve a new generation end to end.
         assert all(p.process.poll() is None for p in procs.started)
+        await wait_for(
+            lambda: all("Redis is back" in w.log() for w in workers), what="workers to resume"
+        )
         fresh = await create(api.base_url, max_tokens=30)
         after = await watch(api.base_url, fresh)
         assert assemble_text(after.events) == expected_story(30)

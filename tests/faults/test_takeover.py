@@ -107,3 +107,28 @@ async def test_cancel_of_a_generation_whose_worker_died_ends_cancelled(procs: Pr
 
 async def _has_content(base_url: str, gen_id: str) -> bool:
     return bool((await status(base_url, gen_id))["content"])
+
+
+async def test_worker_stopped_mid_stream_hands_its_generation_over(procs: Processes) -> None:
+    """SIGTERM past the drain time: the job is cancelled, its lease handed back at once."""
+    workers = [procs.worker(), procs.worker()]
+    api = procs.api()
+    for worker in workers:
+        worker.wait_ready()
+    api.wait_ready()
+    gen_id = await create(api.base_url, max_tokens=200)
+    viewer = asyncio.create_task(watch(api.base_url, gen_id))
+    await wait_for(lambda: _has_content(api.base_url, gen_id), what="first output")
+    leaving = runner_of(gen_id, workers)
+    assert await asyncio.to_thread(leaving.stop) == 0
+
+    viewing = await viewer
+    assert viewing.kinds.count("reset") == 1
+    assert viewing.kinds[-1] == "done"
+    assert assemble_text(viewing.events) == expected_story(200)
+    final = await status(api.base_url, gen_id)
+    assert (final["status"], final["content"], final["attempt"]) == (
+        "completed",
+        expected_story(200),
+        2,
+    )
