@@ -20,6 +20,7 @@ from api.routes import events, generations, health, models
 from api.state import AppState
 from api.tail import EventFeed
 from services.config import Settings
+from services.redis_checks import warn_about_redis_settings
 from services.store import GenerationStore
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,12 @@ def create_app(settings: Settings) -> FastAPI:
         feed = EventFeed(redis)
         await feed.start()
         store = GenerationStore(
-            redis, retention_s=settings.retention_s, max_stream_events=settings.max_stream_events
+            redis,
+            retention_s=settings.retention_s,
+            max_stream_events=settings.max_stream_events,
+            tombstone_s=settings.tombstone_s,
         )
+        await warn_about_redis_settings(redis, "api")
         app.state.tokenrelay = AppState(
             settings=settings, redis=redis, queue=queue, store=store, feed=feed
         )

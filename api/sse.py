@@ -4,7 +4,8 @@ The body is one async generator. It starts with a `retry:` field so that
 EventSource clients reconnect quickly, sends `: ping` whenever the feed has been
 quiet for the heartbeat interval (keeping proxies and load balancers from timing
 the connection out), stops after the terminal event, and when the process starts
-draining it sends a short `retry:` and ends so the client reconnects elsewhere.
+draining it sends a short `retry:` and ends so the client reconnects elsewhere;
+when Redis fails under it, it does the same rather than breaking the response.
 Client disconnects are noticed by Starlette, which cancels this generator; the
 feed's `finally` blocks release its subscription.
 """
@@ -13,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 
+from redis.exceptions import RedisError
 from starlette.responses import StreamingResponse
 
 from api.formats.base import StreamFormat
 from services.events import StoredEvent
+
+log = logging.getLogger(__name__)
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache, no-transform",
@@ -26,6 +31,8 @@ SSE_HEADERS = {
 }
 PING = b": ping\n\n"
 DRAIN_RETRY_MS = 250
+REDIS_LOST_RETRY_MS = 1000
+"""`retry:` sent when the event store fails mid-stream: come back when it may be up again."""
 
 
 class EventStreamResponse(StreamingResponse):
@@ -47,6 +54,7 @@ async def sse_body(
     for chunk in preamble:
         yield chunk
     drain_wait = asyncio.ensure_future(draining.wait())
+    next_item: asyncio.Future[StoredEvent | None] | None = None
     try:
         while True:
             next_item = asyncio.ensure_future(anext(feed))
@@ -61,6 +69,12 @@ async def sse_body(
                 item = next_item.result()
             except StopAsyncIteration:
                 return
+            except (RedisError, OSError) as exc:
+                # Redis restarting or unreachable: end with a retry hint; the client
+                # resumes from its Last-Event-ID (503 until Redis answers again).
+                log.warning("stream ended: event store unavailable (%s)", type(exc).__name__)
+                yield f"retry: {REDIS_LOST_RETRY_MS}\n\n".encode()
+                return
             if item is None:
                 yield PING
                 continue
@@ -71,4 +85,10 @@ async def sse_body(
                 return
     finally:
         drain_wait.cancel()
+        if next_item is not None and not next_item.done():
+            # The client went away mid-wait: stop the pending read before closing the
+            # feed (closing a generator that is still running raises RuntimeError).
+            next_item.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await next_item
         await feed.aclose()  # type: ignore[attr-defined]  # feeds are async generators

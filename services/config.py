@@ -40,6 +40,19 @@ class Settings(BaseSettings):
     )
     coalesce_ms: float = Field(default=30.0, ge=0, description="delta coalescing window")
     lease_s: float = Field(default=10.0, gt=0, description="a worker's lease on an attempt")
+    reap_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often each worker looks for generations whose lease expired",
+    )
+    max_takeovers: int = Field(
+        default=2,
+        ge=0,
+        description="new attempts after lost workers before failing with worker_lost",
+    )
+    tombstone_s: int = Field(
+        default=604_800, ge=0, description="how long after retention a 404 can still say 'expired'"
+    )
     max_stream_events: int = Field(default=100_000, ge=10, description="size guard per stream")
     max_tokens_limit: int = Field(default=128_000, ge=1)
     demo_tokens_per_s: float = Field(default=50.0, ge=0, description="0 = as fast as possible")

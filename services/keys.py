@@ -20,7 +20,11 @@ RECENT = f"{PREFIX}:recent"
 """Sorted set of generation ids by creation time, for listings."""
 
 RUNNING = f"{PREFIX}:running"
-"""Sorted set of generations held by a worker, scored by lease deadline (ms)."""
+"""Sorted set of generations a worker has picked up, scored by when to check their lease (ms).
+
+One global key, so it is written beside the generation's scripts, never inside them
+(a Cluster script may only touch one slot): see worker/reaper.py for why that is safe.
+"""
 
 
 def new_generation_id() -> str:
@@ -49,6 +53,16 @@ def text(gen_id: str) -> str:
 def lease(gen_id: str) -> str:
     """String with a TTL: the token of the worker that owns the current attempt."""
     return f"{PREFIX}:{{{gen_id}}}:lease"
+
+
+def tombstone(gen_id: str) -> str:
+    """Tiny string that outlives the generation's keys, so a 404 can say "expired"."""
+    return f"{PREFIX}:{{{gen_id}}}:known"
+
+
+def takeover_job_id(gen_id: str, takeover: int) -> str:
+    """The arq job id of a generation's n-th takeover: arq refuses a second job of one id."""
+    return f"{gen_id}:takeover{takeover}"
 
 
 def all_for(gen_id: str) -> tuple[str, str, str, str]:

@@ -162,8 +162,70 @@ return 1
 """
 )
 
+# The reaper's decision for a generation of the running index, made where the lease lives.
+# ARGV: now, retention_ms, max_takeovers, force_new, error_data_json, error_info_json
+_TAKE_OVER = (
+    _PRELUDE
+    + """
+local now, retention_ms = ARGV[1], ARGV[2]
+local max_takeovers, force_new = tonumber(ARGV[3]), ARGV[4] == '1'
+local status = redis.call('HGET', meta, 'status')
+if not status or is_finished(status) then return {'gone'} end
+local ttl = redis.call('PTTL', lease)
+if ttl ~= -2 then return {'alive', tostring(ttl)} end
+if redis.call('HGET', meta, 'cancel_requested') == '1' then
+  xadd('cancelled', '{}')
+  finish('cancelled', now, retention_ms, '', '', '')
+  return {'cancelled'}
+end
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local attempt = redis.call('HGET', meta, 'attempt') or '0'
+local takeovers = tonumber(redis.call('HGET', meta, 'takeovers') or '0')
+if not force_new and redis.call('HGET', meta, 'takeover_for') == attempt then
+  local age = now_ms - tonumber(redis.call('HGET', meta, 'takeover_at') or '0')
+  return {'pending', tostring(takeovers), tostring(age)}
+end
+if takeovers >= max_takeovers then
+  xadd('error', ARGV[5])
+  finish('failed', now, retention_ms, '', '', ARGV[6])
+  return {'exhausted'}
+end
+takeovers = redis.call('HINCRBY', meta, 'takeovers', 1)
+redis.call('HSET', meta, 'takeover_for', attempt, 'takeover_at', now_ms)
+return {'requeue', tostring(takeovers)}
+"""
+)
+
+# ARGV: token
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
 PublishOutcome = Literal["ok", "fenced", "cancelled", "too_large"]
 CancelOutcome = Literal["missing", "finished", "cancelled", "requested"]
+TakeoverKind = Literal["gone", "alive", "cancelled", "exhausted", "requeue", "pending"]
+
+WORKER_LOST = "worker_lost"
+
+
+@dataclass(frozen=True, slots=True)
+class TakeoverDecision:
+    """What the reaper must do next for one generation of the running index.
+
+    `gone`: finished or expired, drop it from the index. `alive`: a lease is held,
+    check again in `lease_ttl_ms`. `cancelled` / `exhausted`: the script wrote the
+    terminal event. `requeue`: takeover number `takeover` was just counted, enqueue
+    its job. `pending`: that takeover was decided `pending_age_ms` ago and its attempt
+    has not started yet.
+    """
+
+    kind: TakeoverKind
+    takeover: int = 0
+    lease_ttl_ms: int = 0
+    pending_age_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +259,9 @@ class StreamBounds:
 class GenerationStore:
     """Reads and writes of generations on one Redis connection pool (decoded strings)."""
 
-    def __init__(self, redis: Redis, *, retention_s: int, max_stream_events: int) -> None:
+    def __init__(
+        self, redis: Redis, *, retention_s: int, max_stream_events: int, tombstone_s: int = 0
+    ) -> None:
         self.redis = redis
         self.retention_ms = retention_s * 1000
         self.max_stream_events = max_stream_events
@@ -207,6 +271,9 @@ class GenerationStore:
         self._renew = redis.register_script(_RENEW_LEASE)
         self._cancel = redis.register_script(_CANCEL)
         self._fail_queued = redis.register_script(_FAIL_QUEUED)
+        self._take_over = redis.register_script(_TAKE_OVER)
+        self._release = redis.register_script(_RELEASE_LEASE)
+        self.tombstone_s = tombstone_s
 
     async def create(self, gen_id: str, request: GenerationRequest, created_at: float) -> None:
         fields = {
@@ -224,6 +291,10 @@ class GenerationStore:
             pipe.pexpire(keys.meta(gen_id), self.retention_ms)
             pipe.zadd(keys.RECENT, {gen_id: created_at})
             pipe.zremrangebyscore(keys.RECENT, "-inf", created_at - self.retention_ms / 1000)
+            if self.tombstone_s:
+                pipe.set(
+                    keys.tombstone(gen_id), "1", px=self.retention_ms + self.tombstone_s * 1000
+                )
             await pipe.execute()
 
     async def begin_attempt(
@@ -309,9 +380,74 @@ class GenerationStore:
         entries = await self.redis.xrange(keys.events(gen_id), min=f"({cursor}", count=count)
         return [stored_event_from_entry(entry_id, fields) for entry_id, fields in entries]
 
+    async def expired(self, gen_id: str) -> bool:
+        """Whether `gen_id` was a generation of this deployment whose keys have expired."""
+        return bool(await self.redis.exists(keys.tombstone(gen_id)))
+
+    async def release_lease(self, gen_id: str, token: str) -> bool:
+        """Give up an attempt at once (the holder will write nothing more), for a quick takeover."""
+        return bool(await self._release(keys=[keys.lease(gen_id)], args=[token]))
+
+    # The running index (keys.RUNNING) is one global key, written beside the
+    # generation's scripts: see worker/reaper.py for why that is safe.
+
+    async def track_running(self, gen_id: str, check_in_ms: int) -> None:
+        """Index a generation a worker is about to start, before it takes the lease."""
+        await self.redis.zadd(keys.RUNNING, {gen_id: _now_ms() + check_in_ms})
+
+    async def reschedule_check(self, gen_id: str, check_in_ms: int) -> None:
+        """Move an indexed generation's next check; never re-adds one already dropped."""
+        await self.redis.zadd(keys.RUNNING, {gen_id: _now_ms() + check_in_ms}, xx=True)
+
+    async def untrack_running(self, gen_id: str) -> None:
+        await self.redis.zrem(keys.RUNNING, gen_id)
+
+    async def due_for_check(self, limit: int) -> list[str]:
+        """Indexed generations whose lease should have been renewed by now, oldest first."""
+        ids: list[str] = await self.redis.zrangebyscore(
+            keys.RUNNING, "-inf", _now_ms(), start=0, num=limit
+        )
+        return ids
+
+    async def take_over(
+        self, gen_id: str, *, max_takeovers: int, force_new: bool = False
+    ) -> TakeoverDecision:
+        """Atomically decide, and write if terminal, what happens to a generation without a lease.
+
+        A takeover already decided for the current attempt comes back as `pending`
+        (the caller decides whether its job is still on its way); `force_new` counts
+        another one instead.
+        """
+        message = "the worker running this generation was lost too many times"
+        data = json.dumps({"type": WORKER_LOST, "message": message, "retryable": True})
+        info = json.dumps({"type": WORKER_LOST, "message": message})
+        result = await self._take_over(
+            keys=keys.all_for(gen_id),
+            args=[
+                repr(time.time()),
+                self.retention_ms,
+                max_takeovers,
+                "1" if force_new else "0",
+                data,
+                info,
+            ],
+        )
+        kind: TakeoverKind = result[0]
+        if kind == "alive":
+            return TakeoverDecision(kind, lease_ttl_ms=max(0, int(result[1])))
+        if kind == "requeue":
+            return TakeoverDecision(kind, takeover=int(result[1]))
+        if kind == "pending":
+            return TakeoverDecision(kind, takeover=int(result[1]), pending_age_ms=int(result[2]))
+        return TakeoverDecision(kind)
+
     async def recent_ids(self, limit: int) -> list[str]:
         ids: list[str] = await self.redis.zrevrange(keys.RECENT, 0, limit - 1)
         return ids
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _status_from_meta(meta: dict[str, str], text: str) -> GenerationStatus:

@@ -3,7 +3,9 @@
 One pub/sub subscription per worker process listens on the cancel channel and
 sets the `asyncio.Event` of the generation it names, if this process runs it.
 The store's write script refuses writes after a cancel too, so a message missed
-while reconnecting still stops the generation at its next write.
+while reconnecting still stops the generation at its next write; and after every
+(re)subscription the listener reads the cancel flag of each generation it runs,
+so a cancel sent during a Redis outage also stops a generation that is silent.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -49,12 +52,23 @@ class CancelListener:
         finally:
             self._watched.pop(gen_id, None)
 
+    async def _catch_up(self) -> None:
+        """Set the events of watched generations whose cancel came while unsubscribed."""
+        for gen_id, event in list(self._watched.items()):
+            # redis-py types hget for sync and async clients alike; this client is async.
+            flag = cast(
+                Awaitable[str | None], self._redis.hget(keys.meta(gen_id), "cancel_requested")
+            )
+            if await flag == "1":
+                event.set()
+
     async def _listen(self) -> None:
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(keys.CANCEL_CHANNEL)
                     self.ready.set()
+                    await self._catch_up()
                     async for message in pubsub.listen():
                         gen_id = message.get("data")
                         if isinstance(gen_id, bytes):

@@ -16,6 +16,8 @@ import secrets
 from contextlib import aclosing
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from services.errors import ProviderError
 from services.events import CancelledEvent, DoneEvent, ErrorEvent, encode_data
 from services.generation import GenerationRequest
@@ -26,6 +28,10 @@ from worker.retry import AttemptClock, RetryPolicy, TimeLimits
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
+
+
+_ENDED = frozenset({"completed", "failed", "cancelled", "finished", "missing"})
+"""Outcomes after which the generation is over (or gone): drop it from the running index."""
 
 
 class _Cancelled(Exception):
@@ -52,6 +58,53 @@ class GenerationRun:
         self.publisher = self._new_publisher()
 
     async def run(self) -> str:
+        """Run the generation; on losing Redis, stop writing and leave it to a takeover.
+
+        The generation is put in the running index before its lease is taken, so
+        a reaper finds it whenever this worker dies from here on (worker/reaper.py).
+        A Redis error mid-attempt cannot be retried safely (a write whose reply was
+        lost may have been applied), so the attempt is abandoned, its lease handed
+        back as soon as Redis answers, and a reaper starts a fresh attempt.
+        """
+        await self._until_redis_answers()
+        try:
+            outcome = await self._run_tracked()
+        except RedisError as exc:
+            log.warning("generation %s: Redis failed (%s); abandoning", self.gen_id, exc)
+            await self._give_up_lease()
+            return "redis_unavailable"
+        except asyncio.CancelledError:
+            # Shutting down: hand the attempt back so a reaper restarts it at once.
+            with contextlib.suppress(RedisError, OSError):
+                await asyncio.shield(self.store.release_lease(self.gen_id, self.token))
+            raise
+        if outcome in _ENDED:
+            with contextlib.suppress(RedisError, OSError):
+                await self.store.untrack_running(self.gen_id)
+        return outcome
+
+    async def _until_redis_answers(self) -> None:
+        """Index the generation, waiting out a Redis outage (arq needs Redis to retry us)."""
+        delay = 0.25
+        while True:
+            try:
+                await self.store.track_running(self.gen_id, self.lease_ms)
+                return
+            except RedisError as exc:
+                log.warning("generation %s: waiting for Redis (%s)", self.gen_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _give_up_lease(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.runtime.settings.lease_s
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                await self.store.release_lease(self.gen_id, self.token)
+                return
+            except (RedisError, OSError):
+                await asyncio.sleep(0.5)
+
+    async def _run_tracked(self) -> str:
         with self.runtime.cancels.watching(self.gen_id) as cancel_requested:
             grant = await self.store.begin_attempt(self.gen_id, self.token, self.lease_ms)
             if not isinstance(grant, AttemptGrant):
@@ -96,6 +149,8 @@ class GenerationRun:
             finish = stream.result()
         except PublishRefused as refused:
             return await self._after_refusal(refused, publisher)
+        except RedisError:
+            raise  # not the generation's failure: run() leaves it to a takeover
         except ProviderError as exc:
             return await self._finish_failed(publisher, exc.error_type, exc.message, exc.retryable)
         except Exception:
@@ -186,7 +241,14 @@ class GenerationRun:
         interval = self.runtime.settings.lease_s / 3
         while True:
             await asyncio.sleep(interval)
-            if not await self.store.renew_lease(self.gen_id, self.token, self.lease_ms):
+            try:
+                renewed = await self.store.renew_lease(self.gen_id, self.token, self.lease_ms)
+            except (RedisError, OSError) as exc:
+                # Keep trying: the lease may outlive a short outage, and every write
+                # is fenced anyway, so a lease that expired meanwhile is found out.
+                log.warning("generation %s: lease renewal failed (%s)", self.gen_id, exc)
+                continue
+            if not renewed:
                 log.warning("generation %s: lease lost; stopping without writing", self.gen_id)
                 lease_lost.set()
                 return

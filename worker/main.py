@@ -14,7 +14,9 @@ from arq.worker import Worker, func
 
 from services.config import Settings
 from services.providers import build_providers
+from services.redis_checks import warn_about_redis_settings
 from worker.jobs import run_generation
+from worker.resilient import ResilientWorker
 from worker.runtime import WorkerRuntime
 
 JOB_NAME = "run_generation"
@@ -25,7 +27,10 @@ def build_worker(settings: Settings) -> Worker:
     """An arq worker for tokenrelay's queue. `Worker.run()` blocks until SIGINT/SIGTERM."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["runtime"] = await WorkerRuntime.start(settings, build_providers(settings))
+        runtime = await WorkerRuntime.start(settings, build_providers(settings))
+        runtime.start_reaper(ctx["redis"], JOB_NAME)
+        ctx["runtime"] = runtime
+        await warn_about_redis_settings(runtime.redis, "worker")
         log.info("tokenrelay worker ready on queue %s", settings.queue_name)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -33,7 +38,7 @@ def build_worker(settings: Settings) -> Worker:
         if runtime is not None:
             await runtime.close()
 
-    return Worker(
+    return ResilientWorker(
         functions=[func(run_generation, name=JOB_NAME, max_tries=3)],
         queue_name=settings.queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),

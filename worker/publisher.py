@@ -10,7 +10,6 @@ one round trip per window, not one per token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 
@@ -43,6 +42,7 @@ class DeltaPublisher:
         self._tool_calls: dict[int, ToolCall] = {}
         self._tool_calls_changed = False
         self.refused: PublishOutcome | None = None
+        self.failure: Exception | None = None
         self.published_any = False
 
     async def add_text(self, text: str) -> None:
@@ -73,6 +73,8 @@ class DeltaPublisher:
     async def finish(self, terminal_status: str, terminal: tuple[str, str], **fields: str) -> None:
         """Flush what is pending together with the terminal event, in one write."""
         self._cancel_timer()
+        if self.failure is not None:
+            raise self.failure
         async with self._lock:
             batch = self._take_batch(extra=[terminal], terminal_status=terminal_status, **fields)
             await self._write(batch)
@@ -97,6 +99,8 @@ class DeltaPublisher:
     async def _maybe_flush(self) -> None:
         if self.refused is not None:
             raise PublishRefused(self.refused)
+        if self.failure is not None:
+            raise self.failure  # a timed flush failed (Redis down): its text is not in the stream
         due = self._last_flush + self._window_s - time.monotonic()
         if due <= 0:
             self._cancel_timer()
@@ -108,8 +112,12 @@ class DeltaPublisher:
         await asyncio.sleep(delay_s)
         self._timer = None
         # A refusal is recorded in self.refused; the producer sees it on its next add.
-        with contextlib.suppress(PublishRefused):
+        try:
             await self._flush()
+        except PublishRefused:
+            pass
+        except Exception as exc:
+            self.failure = exc
 
     async def _flush(self) -> None:
         async with self._lock:

@@ -1,4 +1,4 @@
-"""What a worker process holds for its jobs: settings, store, providers, cancel listener.
+"""What a worker process holds for its jobs: settings, store, providers, cancels, reaper.
 
 Built once in arq's `on_startup` and closed in `on_shutdown`; jobs find it in ctx.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from services.config import Settings
@@ -14,6 +15,7 @@ from services.providers import close_providers
 from services.providers.base import Provider
 from services.store import GenerationStore
 from worker.cancel import CancelListener
+from worker.reaper import Reaper
 
 
 @dataclass
@@ -23,18 +25,29 @@ class WorkerRuntime:
     store: GenerationStore
     providers: dict[str, Provider]
     cancels: CancelListener
+    reaper: Reaper | None = None
 
     @classmethod
     async def start(cls, settings: Settings, providers: dict[str, Provider]) -> WorkerRuntime:
         redis = Redis.from_url(settings.redis_url, decode_responses=True)
         store = GenerationStore(
-            redis, retention_s=settings.retention_s, max_stream_events=settings.max_stream_events
+            redis,
+            retention_s=settings.retention_s,
+            max_stream_events=settings.max_stream_events,
+            tombstone_s=settings.tombstone_s,
         )
         cancels = CancelListener(redis)
         await cancels.start()
         return cls(settings, redis, store, providers, cancels)
 
+    def start_reaper(self, queue: ArqRedis, job_name: str) -> None:
+        """Take over generations of dead workers from this worker too (worker/reaper.py)."""
+        self.reaper = Reaper(self.store, queue, self.settings, job_name)
+        self.reaper.start()
+
     async def close(self) -> None:
+        if self.reaper is not None:
+            await self.reaper.stop()
         await self.cancels.stop()
         await close_providers(self.providers)
         await self.redis.aclose()

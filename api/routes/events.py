@@ -14,7 +14,7 @@ from api.routes.generations import load_status
 from api.sse import EventStreamResponse, sse_body
 from services.errors import InvalidRequest
 from services.events import StoredEvent
-from services.generation import FINISHED_STATUSES
+from services.store import is_finished
 
 router = APIRouter(prefix="/v1/generations", tags=["events"], dependencies=[Authenticated])
 
@@ -54,7 +54,10 @@ async def stream_events(
         snapshot = await load_status(state, gen_id)
         preamble.append(fmt.resync(snapshot))
         cursor = snapshot.last_event_id or cursor
-    if status.status in FINISHED_STATUSES and cursor == bounds.last_event_id:
+        if is_finished(snapshot.status) and snapshot.last_event_id:
+            # Replay the terminal event after the snapshot, so the stream still ends.
+            cursor = _just_before(snapshot.last_event_id)
+    if is_finished(status.status) and cursor == bounds.last_event_id:
         feed: AsyncIterator[StoredEvent | None] = _nothing_more()
     else:
         feed = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
@@ -72,3 +75,9 @@ async def _nothing_more() -> AsyncIterator[StoredEvent | None]:
     """The feed of a client that already has a finished generation's last event."""
     return
     yield  # unreachable: makes this an (empty) async generator
+
+
+def _just_before(entry_id: str) -> str:
+    """The greatest stream id below `entry_id`, so that reading after it yields that entry."""
+    ms, seq = cursor_key(entry_id)
+    return f"{ms}-{seq - 1}" if seq > 0 else f"{ms - 1}-{2**64 - 1}"

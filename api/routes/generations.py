@@ -16,6 +16,11 @@ router = APIRouter(prefix="/v1/generations", tags=["generations"], dependencies=
 async def load_status(state: StateDep, gen_id: str) -> GenerationStatus:
     status = await state.store.status(gen_id) if keys.is_generation_id(gen_id) else None
     if status is None:
+        if keys.is_generation_id(gen_id) and await state.store.expired(gen_id):
+            raise NotFound(
+                f"generation '{gen_id}' has expired: finished generations are kept for "
+                f"{state.settings.retention_s} s (TOKENRELAY_RETENTION_S)"
+            )
         raise NotFound(f"no generation '{gen_id[:64]}' (unknown, or expired after retention)")
     return status
 

@@ -1,0 +1,185 @@
+"""Helpers for the fault-injection suite: own Redis servers, process sets, resilient viewers.
+
+Every scenario runs against a redis-server of its own (fixed port, so it can be
+restarted in place) and real `tokenrelay api` / `tokenrelay worker` processes,
+and judges what each viewer assembled from its SSE events, byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cli.redis_server import find_redis_server, free_port, private_redis
+from services.providers.demo import story_tokens
+from tests.support.processes import ApiProcess, ServiceProcess, WorkerProcess, stack_env
+from tests.support.sse import SseEvent, iter_sse
+
+TERMINAL = frozenset({"done", "error", "cancelled"})
+PROMPT = "tell me a story about faults"
+
+
+def fault_env(redis_url: str, **overrides: str) -> dict[str, str]:
+    """Short leases and slow-enough tokens so that faults land mid-stream."""
+    env = {
+        "TOKENRELAY_LEASE_S": "1.5",
+        "TOKENRELAY_REAP_INTERVAL_S": "0.5",
+        "TOKENRELAY_DEMO_TOKENS_PER_S": "40",
+        **overrides,
+    }
+    return stack_env(redis_url, **env)
+
+
+def expected_story(tokens: int, prompt: str = PROMPT) -> str:
+    return "".join(story_tokens(prompt, tokens))
+
+
+class RedisServer:
+    """A private redis-server on a fixed port that a test can stop and start again."""
+
+    def __init__(self, workdir: Path, *, appendonly: bool) -> None:
+        binary = find_redis_server()
+        assert binary is not None, "the fault suite needs redis-server on the PATH"
+        self._binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._args = ("--dir", str(workdir), "--appendonly", "yes" if appendonly else "no")
+        self._stack: contextlib.ExitStack | None = None
+
+    def start(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(private_redis(self._binary, self.port, self._args))
+
+    def stop(self) -> None:
+        """SIGTERM: a clean shutdown (with AOF on, everything acknowledged is on disk)."""
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+
+class Processes:
+    """The API and worker processes of one test; all stopped at teardown."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.started: list[ServiceProcess] = []
+
+    def worker(self) -> WorkerProcess:
+        worker = WorkerProcess(self.env)
+        self.started.append(worker)
+        return worker
+
+    def api(self) -> ApiProcess:
+        api = ApiProcess(self.env)
+        self.started.append(api)
+        return api
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            process.signal(18)  # SIGCONT, in case a test left one stopped
+            process.stop()
+
+
+@dataclass
+class Viewing:
+    """Everything one viewer received, over all its connections."""
+
+    events: list[SseEvent] = field(default_factory=list)
+    connections: int = 0
+    retries: list[int] = field(default_factory=list)
+    refusals: list[int] = field(default_factory=list)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [event.event for event in self.events]
+
+
+async def watch(
+    base_url: str,
+    gen_id: str,
+    *,
+    timeout_s: float = 90,
+    last_event_id: str | None = None,
+    on_event: Callable[[SseEvent], None] | None = None,
+) -> Viewing:
+    """Follow a generation to its terminal event like an EventSource would.
+
+    Reconnects with `Last-Event-ID` whenever the server ends the response early or
+    cannot be reached (a 503 while Redis is down counts as "try again").
+    """
+    viewing = Viewing()
+    deadline = time.monotonic() + timeout_s
+    url = f"{base_url}/v1/generations/{gen_id}/events"
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=30)) as client:
+        while time.monotonic() < deadline:
+            cursor = viewing.events[-1].id if viewing.events else last_event_id
+            headers = {"Last-Event-ID": cursor} if cursor else {}
+            try:
+                async with client.stream("GET", url, headers=headers) as response:
+                    if response.status_code != 200:
+                        viewing.refusals.append(response.status_code)
+                        await response.aread()
+                        if response.status_code != 503:
+                            raise AssertionError(f"{response.status_code}: {response.text}")
+                        await asyncio.sleep(0.2)
+                        continue
+                    viewing.connections += 1
+                    async for item in iter_sse(response):
+                        if isinstance(item, int):
+                            viewing.retries.append(item)
+                        elif isinstance(item, SseEvent):
+                            viewing.events.append(item)
+                            if on_event is not None:
+                                on_event(item)
+                            if item.event in TERMINAL:
+                                return viewing
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                await asyncio.sleep(0.2)
+    raise TimeoutError(f"no terminal event for {gen_id}; got {viewing.kinds}")
+
+
+async def create(base_url: str, **body: Any) -> str:
+    body.setdefault("model", "demo/story")
+    body.setdefault("messages", [{"role": "user", "content": PROMPT}])
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        response = await client.post("/v1/generations", json=body)
+    assert response.status_code == 202, response.text
+    gen_id: str = response.json()["id"]
+    return gen_id
+
+
+async def status(base_url: str, gen_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        response = await client.get(f"/v1/generations/{gen_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_for(
+    check: Callable[[], Any], *, timeout_s: float = 60, what: str = "condition"
+) -> Any:
+    """Poll an async or sync predicate until it returns something truthy."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def runner_of(gen_id: str, workers: list[WorkerProcess]) -> WorkerProcess:
+    """The worker whose log shows it picked up `gen_id` (arq logs each job it starts)."""
+    owners = [w for w in workers if gen_id in w.log()]
+    assert len(owners) == 1, f"expected one worker to run {gen_id}, found {len(owners)}"
+    return owners[0]
