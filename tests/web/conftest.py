@@ -81,7 +81,8 @@ def web_stack(browser: Browser) -> Iterator[WebStack]:
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.skip(
-            "browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)"
+            "browser tests need Debian's Chromium at /usr/bin/chromium "
+            "(apt-get update && apt-get install -y chromium)"
         )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(

@@ -136,7 +136,7 @@ def test_markdown_is_rendered_and_html_in_answers_is_inert(
         "Some **bold** and `inline code` and [a link](https://example.com/x?a=1&b=2).\n\n"
         "- first\n- second\n\n"
         "```python\nprint('<b>not bold</b>')\n```\n\n"
-        "<img src=x onerror=\"window.pwned=1\"> <script>window.pwned=2</script>"
+        '<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>'
         " [bad](javascript:window.pwned=3)"
     )
     turn = send(page, "demo/echo", message)

@@ -30,7 +30,8 @@ function inline(escaped) {
     keep(`<code>${code.trim() === "" ? code : code.replace(/^ (.*) $/, "$1")}</code>`),
   );
   // [text](http(s)://url): the URL is escaped text already, so it cannot leave the attribute.
-  out = out.replace(/\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)/g, (_, label, url) =>
+  // URLs may hold `&amp;` but no other entity: an escaped quote or bracket ends the match.
+  out = out.replace(/\[([^\]\n]+)\]\((https?:\/\/(?:[^\s)&\u0000]|&amp;)+)\)/g, (_, label, url) =>
     keep(`<a href="${url}" target="_blank" rel="noopener noreferrer nofollow">${label}</a>`),
   );
   // Bare URLs; `&amp;` is the only entity a URL can hold here, and trailing punctuation stays text.

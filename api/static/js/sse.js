@@ -167,6 +167,7 @@ export class ResumableEventStream {
     const onStop = () => attempt.abort();
     this.stopped.signal.addEventListener("abort", onStop, { once: true });
     let stallTimer = null;
+    let opened = false;
     const armStallTimer = () => {
       clearTimeout(stallTimer);
       stallTimer = setTimeout(() => attempt.abort(), this.stallMs);
@@ -178,6 +179,7 @@ export class ResumableEventStream {
       armStallTimer();
       const response = await fetch(this.url, { headers, signal: attempt.signal, cache: "no-store" });
       if (!response.ok) return await this._httpFailure(response);
+      opened = true;
       this.connections += 1;
       this.failures = 0;
       this._state("open", { resumed: this.connections > 1, lastEventId: this.lastEventId });
@@ -199,10 +201,10 @@ export class ResumableEventStream {
         return "finished";
       }
       return "server closed the stream before the end";
-    } catch (error) {
+    } catch {
       if (this.stopped.signal.aborted) return "failed";
       if (attempt.signal.aborted) return "no data for too long";
-      return error?.message ? `network error (${error.message})` : "network error";
+      return opened ? "the connection broke" : "the server could not be reached";
     } finally {
       clearTimeout(stallTimer);
       this.stopped.signal.removeEventListener("abort", onStop);
