@@ -77,8 +77,14 @@ def web_stack(browser: Browser) -> Iterator[WebStack]:
             worker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test module.
+
+    Module-scoped, not session-scoped: Playwright's sync API keeps an event loop
+    running in this thread while it is open, which would break the asyncio tests
+    of other modules run in the same session.
+    """
     if not CHROMIUM.exists():
         pytest.skip(
             "browser tests need Debian's Chromium at /usr/bin/chromium "
