@@ -4,10 +4,16 @@ A listing must stay cheap however long the answers are: it reads each
 generation's status fields and the *length* of its text in one pipelined round
 trip per page of ids, and never the text itself. Generations whose records
 expired (after retention) are skipped; the recent-ids index is trimmed lazily.
+
+`?id=` asks for given generations instead of the most recent ones: the watch
+page polls its generation's viewer count that way without re-reading the text.
+Viewer counts come from the API's presence tracker when the app has one (only
+for queued and running generations, which is when people watch).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any, get_args
 
@@ -38,8 +44,8 @@ _FIELDS = (
     "finish_reason",
     "usage",
     "error",
-    "viewers",
 )
+MAX_IDS = 100
 
 
 class GenerationSummary(BaseModel):
@@ -83,19 +89,47 @@ async def list_generations(
     state: StateDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     status: Annotated[list[str] | None, Query(max_length=200)] = None,
+    ids: Annotated[list[str] | None, Query(alias="id", max_length=MAX_IDS)] = None,
 ) -> GenerationList:
-    """Recent generations, newest first, optionally only those with the given status(es)."""
+    """Recent generations, newest first (or the given `id`s), optionally filtered by status."""
     wanted = parse_status_filter(status)
-    ids = await state.store.recent_ids(SCAN_CAP if wanted else limit + 1)
+    if ids:
+        candidates = parse_id_filter(ids)
+    else:
+        candidates = await state.store.recent_ids(SCAN_CAP if wanted else limit + 1)
     rows: list[GenerationSummary] = []
-    for start in range(0, len(ids), _PAGE):
-        page = ids[start : start + _PAGE]
+    for start in range(0, len(candidates), _PAGE):
+        page = candidates[start : start + _PAGE]
         for summary in await _summaries(state, page):
             if not wanted or summary.status in wanted:
                 rows.append(summary)
         if len(rows) > limit:
             break
+    rows = rows[: limit + 1]
+    await _add_viewer_counts(state, rows[:limit])
     return GenerationList(data=rows[:limit], has_more=len(rows) > limit)
+
+
+def parse_id_filter(values: list[str]) -> list[str]:
+    """`id=a&id=b` or `id=a,b`, in the order given, each once."""
+    ids = list(dict.fromkeys(p.strip() for v in values for p in v.split(",") if p.strip()))
+    bad = [value for value in ids if not keys.is_generation_id(value)]
+    if bad:
+        raise InvalidFields(f"id: {bad[0][:64]!r} is not a generation id (gen_ and 32 hex digits)")
+    if len(ids) > MAX_IDS:
+        raise InvalidFields(f"id: at most {MAX_IDS} ids per request")
+    return ids
+
+
+async def _add_viewer_counts(state: StateDep, rows: list[GenerationSummary]) -> None:
+    # The presence tracker is optional on AppState (absent in some builds and tests).
+    presence = getattr(state, "presence", None)
+    if presence is None:
+        return
+    live = [row for row in rows if row.status in ("queued", "running")]
+    counts = await asyncio.gather(*(presence.count(row.id) for row in live))
+    for row, count in zip(live, counts, strict=True):
+        row.viewers = int(count)
 
 
 async def _summaries(state: StateDep, ids: list[str]) -> list[GenerationSummary]:
@@ -131,5 +165,4 @@ def _summary(values: dict[str, str | None], content_bytes: int) -> GenerationSum
         usage=Usage.model_validate(json.loads(usage)) if usage else None,
         error=ErrorInfo.model_validate(json.loads(error)) if error else None,
         content_bytes=content_bytes,
-        viewers=int(values["viewers"] or 0),
     )

@@ -81,3 +81,18 @@ async def test_bad_listing_parameters_are_precise_errors(
         error = response.json()["error"]
         assert error["type"] == "invalid_request_error"
         assert fragment in error["message"], (query, error)
+
+
+async def test_listing_given_ids_answers_those_in_order(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    first = await finished(client, max_tokens=2)
+    second = await finished(client, max_tokens=3)
+    unknown = "gen_" + "f" * 32
+    body = (await client.get(f"/v1/generations?id={second},{unknown}&id={first}")).json()
+    assert [row["id"] for row in body["data"]] == [second, first]
+    assert body["has_more"] is False
+
+    response = await client.get("/v1/generations?id=not-an-id")
+    assert response.status_code == 422
+    assert "'not-an-id' is not a generation id" in response.json()["error"]["message"]

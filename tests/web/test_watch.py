@@ -71,6 +71,7 @@ def test_two_viewers_keep_exactly_the_text_through_an_api_killed_mid_stream(
 
     port = web_stack.api.port
     web_stack.api.kill()  # SIGKILL: no goodbye, connections just break
+    web_stack.api.stop()  # already dead: this only closes its log file
     for page in (early, late):
         expect(page.locator("#conn")).to_have_attribute("data-state", "dropped", timeout=30_000)
         expect(page.locator(".notice-warn")).to_contain_text("Connection lost")

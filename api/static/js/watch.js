@@ -3,8 +3,8 @@
 // A late joiner replays the stream from its first event and then follows it
 // live, so everyone ends with the same text. Drops are shown, not hidden: the
 // page says when the connection was lost and when it resumed, and from which
-// event. The number of people watching comes from the status record, read
-// every few seconds while the generation runs.
+// event. The number of people watching is read every few seconds while the
+// generation runs.
 
 import { apiRequest, followGeneration } from "./api.js";
 import { FINISHED, applyEvent, newGeneration, stats } from "./generation.js";
@@ -59,10 +59,21 @@ async function refreshStatus() {
   }
 }
 
+/** Viewer count, from the listing (which never sends the text), while the generation runs. */
 async function pollViewers() {
   while (!FINISHED.has(gen.status)) {
     await new Promise((resolve) => setTimeout(resolve, VIEWERS_POLL_MS));
-    if (!document.hidden) await refreshStatus();
+    if (document.hidden) continue;
+    try {
+      const list = await apiRequest(`/v1/generations?id=${encodeURIComponent(genId)}`);
+      const row = list.data[0];
+      if (row && typeof row.viewers === "number") {
+        gen.viewers = row.viewers;
+        renderStats();
+      }
+    } catch {
+      // the stream shows connection trouble; the count just waits for the next poll
+    }
   }
 }
 
