@@ -3,7 +3,8 @@
 // The conversation lives in this tab's sessionStorage, so a reload keeps it, and
 // an answer that was still streaming is followed again from its first event.
 // Each request sends the whole history (user turns and the text of earlier
-// answers, a stopped answer's partial text included), as chat APIs expect.
+// answers, a stopped answer's partial text included, a failed one's not), as
+// chat APIs expect.
 
 import { apiRequest, followGeneration } from "./api.js";
 import { FINISHED, applyEvent, newGeneration, stats } from "./generation.js";
@@ -41,7 +42,7 @@ function history() {
   const messages = [];
   for (const turn of turns) {
     if (turn.role === "user") messages.push({ role: "user", content: turn.content });
-    else if (turn.content) messages.push({ role: "assistant", content: turn.content });
+    else if (turn.content && turn.status !== "failed") messages.push({ role: "assistant", content: turn.content });
   }
   return messages;
 }
