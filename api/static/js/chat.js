@@ -8,7 +8,7 @@
 
 import { apiRequest, followGeneration } from "./api.js";
 import { FINISHED, applyEvent, newGeneration, stats } from "./generation.js";
-import { AnswerView, el, formatMs, formatRate, setupPage, statusPill, watchUrl } from "./ui.js";
+import { AnswerView, el, formatMs, formatRate, setupPage, statusPill, throttled, watchUrl } from "./ui.js";
 
 const STORE = "tokenrelay.chat";
 const MODEL_STORE = "tokenrelay.model";
@@ -112,14 +112,12 @@ function renderFooter(ui, turn, gen) {
 /** Follows an answer's events until it ends, updating its view; resolves at the end. */
 async function streamAnswer(turn, ui, gen) {
   window.tokenrelay.generations[gen.id] = gen;
+  const updateFooter = throttled(() => renderFooter(ui, turn, gen), 250);
   const stream = followGeneration(gen.id, {
     onEvent: (event) => {
       const change = applyEvent(gen, event);
       ui.view.update(gen, change);
-      if (change !== "text" || !ui.lastFooter || performance.now() - ui.lastFooter > 250) {
-        ui.lastFooter = performance.now();
-        renderFooter(ui, turn, gen);
-      }
+      updateFooter(change !== "text");
       scrollToEnd();
     },
     onState: (state, info) => {

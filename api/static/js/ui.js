@@ -34,6 +34,27 @@ export function statusPill(status) {
   return el("span", { class: `pill pill-${status}`, dataset: { status } }, STATUS_LABELS[status] || status);
 }
 
+/** Calls `fn` at most once per `ms`, and always once more after the last request. */
+export function throttled(fn, ms) {
+  let last = 0;
+  let timer = null;
+  return (urgent = false) => {
+    const wait = last + ms - performance.now();
+    if (urgent || wait <= 0) {
+      clearTimeout(timer);
+      timer = null;
+      last = performance.now();
+      fn();
+    } else {
+      timer ??= setTimeout(() => {
+        timer = null;
+        last = performance.now();
+        fn();
+      }, wait);
+    }
+  };
+}
+
 export function formatMs(ms) {
   if (ms === null || ms === undefined) return "—";
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
@@ -143,7 +164,7 @@ export class AnswerView {
       ...gen.discarded.map((d) =>
         el(
           "details",
-          { class: "discarded" },
+          { class: "discarded", open: true },
           el("summary", {}, `Attempt ${d.attempt} was discarded (${d.reason.replaceAll("_", " ")}); the answer restarted from the beginning.`),
           el("div", { class: "discarded-text" }, d.text || "(no text yet)"),
         ),

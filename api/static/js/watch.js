@@ -8,7 +8,7 @@
 
 import { apiRequest, followGeneration } from "./api.js";
 import { FINISHED, applyEvent, newGeneration, stats } from "./generation.js";
-import { AnswerView, el, formatMs, formatRate, setupPage, statusPill, watchUrl } from "./ui.js";
+import { AnswerView, el, formatMs, formatRate, setupPage, statusPill, throttled, watchUrl } from "./ui.js";
 
 const VIEWERS_POLL_MS = 3000;
 const $ = (id) => document.getElementById(id);
@@ -16,7 +16,6 @@ const $ = (id) => document.getElementById(id);
 const genId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
 const gen = newGeneration({ id: genId });
 const view = new AnswerView($("answer"));
-let lastRender = 0;
 
 // Exposed for debugging and for the browser tests.
 window.tokenrelay = { generation: gen, notices: [] };
@@ -45,6 +44,8 @@ function renderStats() {
   $("stat-attempt").textContent = gen.attempt ? String(gen.attempt) : "—";
   document.title = `${gen.status === "running" ? "● " : ""}tokenrelay · ${gen.model || "Watch"}`;
 }
+
+const updateStats = throttled(() => renderStats(), 200);
 
 async function refreshStatus() {
   try {
@@ -107,10 +108,7 @@ async function main() {
       }
       if (change === "status" && event.type === "cancelled") notice("warn", "The generation was cancelled.");
       if (change === "status" && event.type === "error") notice("error", `The generation failed: ${event.data.message}`);
-      if (change !== "text" || performance.now() - lastRender > 200) {
-        lastRender = performance.now();
-        renderStats();
-      }
+      updateStats(change !== "text");
     },
     onState: (state, info) => {
       if (state === "connecting") setConnection("connecting", info.resuming ? "Reconnecting…" : "Connecting…");
