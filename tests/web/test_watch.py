@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
+from api.state import AppState
 from services.providers.demo import story_tokens
 from tests.support.processes import ApiProcess
 from tests.web.conftest import WebStack, screenshot
@@ -119,3 +121,26 @@ def test_an_unknown_generation_is_reported(context: BrowserContext, web_stack: W
     page = open_watch(context, web_stack, "gen_" + "0" * 32)
     expect(page.locator(".notice-error")).to_contain_text("does not exist")
     expect(page.locator("#conn")).to_have_attribute("data-state", "ended")
+
+
+def test_viewers_are_counted_on_the_watch_page_and_the_dashboard(
+    context: BrowserContext, web_stack: WebStack
+) -> None:
+    if "presence" not in AppState.__dataclass_fields__:
+        pytest.skip("viewer counts need the hub's presence tracker (api/presence.py)")
+    gen_id = create_story(web_stack, "count the viewers", 2000)
+    try:
+        first = open_watch(context, web_stack, gen_id)
+        second = open_watch(context, web_stack, gen_id)
+        for page in (first, second):
+            expect(page.locator("#stat-viewers")).to_have_text("2", timeout=30_000)
+        dashboard = context.new_page()
+        dashboard.goto(f"{web_stack.base_url}/dashboard")
+        row = dashboard.locator(f"tr[data-generation='{gen_id}']")
+        expect(row.locator("td").nth(3)).to_have_text("2")
+        second.close()
+        expect(first.locator("#stat-viewers")).to_have_text("1", timeout=30_000)
+        expect(row.locator("td").nth(3)).to_have_text("1")
+    finally:
+        with web_stack.http() as http:
+            http.post(f"/v1/generations/{gen_id}/cancel")
