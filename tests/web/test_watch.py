@@ -13,7 +13,7 @@ from tests.support.processes import ApiProcess
 from tests.web.conftest import WebStack, screenshot
 
 PROMPT = "Watch this story together."
-TOKENS = 240
+TOKENS = 400
 
 
 def create_story(stack: WebStack, prompt: str = PROMPT, tokens: int = TOKENS) -> str:

@@ -156,7 +156,7 @@ async function send(text) {
   ui.view.renderNow(gen);
   renderFooter(ui, turn, gen);
   scrollToEnd(true);
-  active = { turn, gen, stream: null };
+  active = { turn, gen, stream: null, stopRequested: false };
   setBusy(true);
   try {
     const created = await apiRequest("/v1/generations", { method: "POST", body: { model, messages } });
@@ -165,6 +165,7 @@ async function send(text) {
     ui.item.dataset.generation = created.id;
     saveTurns();
     renderFooter(ui, turn, gen);
+    if (active.stopRequested) stop(); // Stop was pressed before the id was known
     await streamAnswer(turn, ui, gen);
   } catch (error) {
     gen.status = "failed";
@@ -182,9 +183,13 @@ async function send(text) {
 }
 
 async function stop() {
-  if (!active?.gen.id) return;
+  if (!active) return;
   stopEl.disabled = true;
   stopEl.textContent = "Stopping…";
+  if (!active.gen.id) {
+    active.stopRequested = true;
+    return;
+  }
   try {
     await apiRequest(`/v1/generations/${encodeURIComponent(active.gen.id)}/cancel`, { method: "POST" });
   } catch (error) {
