@@ -1,0 +1,94 @@
+"""The web pages: chat at `/`, a live view at `/watch/{id}`, and `/dashboard`.
+
+The pages are static files shipped in the package (`api/static/`), served by the
+API itself so there is no second server and no build step. The pages need no
+key; the API calls they make from the browser do, and carry it in a header.
+Assets are served from a list made once at startup, never from a path the
+client chose, so no request can reach a file outside `api/static/`.
+
+Every page is sent with a strict Content-Security-Policy (scripts, styles and
+connections from this origin only, no inline script): the markdown renderer
+escapes everything, and the policy makes a mistake there harmless.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from services.errors import NotFound
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; "
+        "object-src 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    # Revalidate on every load (cheap with ETag), so an upgrade is seen at once.
+    "Cache-Control": "no-cache",
+}
+
+
+@functools.cache
+def _asset_index() -> dict[str, Path]:
+    """Every servable file, listed on first use (the package's files do not change)."""
+    return {
+        path.relative_to(STATIC_DIR).as_posix(): path
+        for path in STATIC_DIR.rglob("*")
+        if path.is_file() and path.suffix in _CONTENT_TYPES
+    }
+
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+
+
+def _file(relative: str) -> FileResponse:
+    path = _asset_index().get(relative)
+    if path is None:
+        raise NotFound(f"no such file: /static/{relative[:200]}")
+    return FileResponse(
+        path, media_type=_CONTENT_TYPES[path.suffix], headers=dict(_SECURITY_HEADERS)
+    )
+
+
+@router.get("/")
+async def chat_page() -> FileResponse:
+    """The chat page."""
+    return _file("chat.html")
+
+
+@router.get("/watch/{gen_id}")
+async def watch_page(gen_id: str) -> FileResponse:
+    """A generation, live, for anyone with the link (the page reads the id from its URL)."""
+    return _file("watch.html")
+
+
+@router.get("/dashboard")
+async def dashboard_page() -> FileResponse:
+    """Generations running now and recently finished."""
+    return _file("dashboard.html")
+
+
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    return _file("favicon.svg")
+
+
+@router.get("/static/{asset:path}")
+async def static_asset(asset: str) -> FileResponse:
+    """Scripts, styles and images of the pages."""
+    return _file(asset)
