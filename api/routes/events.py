@@ -19,7 +19,7 @@ from services.store import is_finished
 router = APIRouter(prefix="/v1/generations", tags=["events"], dependencies=[Authenticated])
 
 
-@router.get("/{gen_id}/events", response_class=EventStreamResponse)
+@router.get("/{gen_id}/events", response_class=EventStreamResponse, status_code=200)
 async def stream_events(
     gen_id: str,
     state: StateDep,

@@ -167,3 +167,11 @@ async def test_models_and_health(client: httpx.AsyncClient) -> None:
     assert not any(i.startswith("openai/") for i in ids), "openai is not configured here"
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_openapi_document_is_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/v1/generations/{gen_id}/events" in paths
+    assert "/v1/generations" in paths
