@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
-from api.routes import events, generations, health, models
+from api.routes import anthropic_compat, events, generations, health, models, openai_compat
 from api.state import AppState
 from api.tail import EventFeed
 from services.config import Settings
@@ -57,5 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for router in (generations.router, events.router, models.router, health.router):
         app.include_router(router)
+    for door in (openai_compat.router, anthropic_compat.router):
+        app.include_router(door)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
