@@ -100,7 +100,7 @@ async def _with_interruption(body: AsyncIterator[bytes], fmt: DoorFormat) -> Asy
     """
     async with contextlib.aclosing(body) as chunks:  # type: ignore[type-var]  # sse_body is an async generator
         async for chunk in chunks:
-            yield chunk
+            yield fmt.transport(chunk)
     if not fmt.ended and not fmt.closed:
         yield fmt.interrupted()
 

@@ -103,6 +103,10 @@ class DoorFormat(ABC):
             self.error_frames("unavailable", message), self.last_id, self.last_id
         )
 
+    def transport(self, chunk: bytes) -> bytes:
+        """The bytes of the SSE body as this format's clients can parse them (as is, here)."""
+        return chunk
+
     def resync(self, snapshot: GenerationStatus) -> bytes:
         message = (
             "the events after your Last-Event-ID are no longer retained: rebuild the answer "

@@ -7,6 +7,13 @@ one generation sees the same ones. The role comes in the first chunk, a tool cal
 `finish_reason` in the last choice chunk, then the usage chunk (empty `choices`)
 when `stream_options.include_usage` asked for it, then `data: [DONE]`.
 
+The `openai` SDK's SSE decoder turns every blank line into an event once it has
+seen an `id:`, and fails to parse an event without data, so a heartbeat comment
+or a `retry:` alone in its block breaks it. `transport` therefore sends such
+blocks as lines without the blank line: the spec ignores a comment and applies
+`retry:` line by line, so every other client reads them as before, and the
+bytes still keep proxies from timing the connection out.
+
 OpenAI has no event to take text back or to report a failure after the answer
 started other than an `{"error": {...}}` data line, which the `openai` SDK raises
 as `openai.APIError`; resets, failures, cancels and shutdowns are all written so.
@@ -76,6 +83,18 @@ class OpenAIChunkFormat(DoorFormat):
     ) -> None:
         super().__init__(gen_id, model, created_at)
         self.include_usage = include_usage
+
+    def transport(self, chunk: bytes) -> bytes:
+        blocks = chunk.split(b"\n\n")
+        out = []
+        for block in blocks[:-1]:
+            lines = block.split(b"\n")
+            if all(line.startswith((b":", b"retry:")) for line in lines):
+                out.append(block + b"\n")
+            else:
+                out.append(block + b"\n\n")
+        out.append(blocks[-1])
+        return b"".join(out)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Frame:
         chunk: dict[str, Any] = {
