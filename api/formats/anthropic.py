@@ -11,7 +11,11 @@ takes `message_delta`'s usage as the final one).
 Block indexes are the attempt's own, on every connection: a resumed connection
 re-announces the blocks before its cursor (start, and stop when closed, with
 empty content), so `content[index]` stays right for a client that parses the
-resumed connection alone and for one that merges it into what it had.
+resumed connection alone and for one that merges it into what it had. Text
+continues where the cursor left it; the input of a `tool_use` block still open
+at the cursor is sent again from its start, because `input_json_delta` pieces
+are parsed as one JSON document per connection (a `content_block_start`
+therefore starts that block's input afresh).
 Failures, cancels, resets and shutdowns are the `error` event, which the
 `anthropic` SDK raises as `anthropic.APIStatusError`.
 """
@@ -122,10 +126,17 @@ class AnthropicEventFormat(DoorFormat):
             self._event({"type": "message_start", "message": message}),
             self._event({"type": "ping"}),
         ]
-        for index in range(len(self.transcript.blocks)):
+        for index, block in enumerate(self.transcript.blocks):
             frames.append(self._block_start(index))
             if index != self.transcript.open_block:
                 frames.append(self._block_stop(index))
+            elif block.kind == "tool_use" and block.content:
+                # Partial JSON cannot be parsed from its middle, and SDKs parse each
+                # connection alone: the open tool call's input restarts from its start.
+                delta = {"type": "input_json_delta", "partial_json": block.content}
+                frames.append(
+                    self._event({"type": "content_block_delta", "index": index, "delta": delta})
+                )
         return frames
 
     def render(self, step: Step) -> list[Frame]:
