@@ -4,9 +4,11 @@
 `tool_result` blocks become `tool` messages answering their `tool_use_id`, in
 their order among the turn's text; an assistant turn's `tool_use` blocks become
 its `tool_calls` with `input` as JSON arguments. Thinking blocks of earlier turns
-are provider-internal and dropped; images, documents and server tools are
-refused with a 400. `top_k` is accepted and not forwarded (no other provider has
-it); `metadata.user_id` is kept in the generation's metadata as `user_id`.
+are provider-internal and dropped; images, documents, server tools, extended
+thinking and structured output are refused with a 400. `top_k` and the options
+that steer Anthropic's own serving (`service_tier`, `cache_control`, `speed`,
+`output_config.effort`, ...) are accepted and not forwarded; `metadata.user_id`
+is kept in the generation's metadata as `user_id`.
 """
 
 from __future__ import annotations
@@ -64,10 +66,18 @@ class MessagesRequest(BaseModel):
     stop_sequences: list[str] | None = None
     stream: bool | None = False
     metadata: _Metadata | None = None
-    service_tier: str | None = None
     thinking: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
     mcp_servers: Any = None
     container: Any = None
+    # Accepted and not forwarded: they steer Anthropic's own serving and caching.
+    service_tier: str | None = None
+    cache_control: Any = None
+    inference_geo: str | None = None
+    speed: str | None = None
+    diagnostics: Any = None
+    user_profile_id: str | None = None
+    workspace_id: str | None = None
 
 
 def parse_messages_request(body: Any) -> MessagesRequest:
@@ -77,6 +87,8 @@ def parse_messages_request(body: Any) -> MessagesRequest:
         raise invalid_from_validation(exc) from None
     if request.thinking and request.thinking.get("type") not in (None, "disabled"):
         raise unsupported("extended thinking", "thinking")
+    if request.output_config and request.output_config.get("format") is not None:
+        raise unsupported("structured output (output_config.format)", "output_config.format")
     if request.mcp_servers is not None:
         raise unsupported("mcp_servers", "mcp_servers")
     if request.container is not None:

@@ -103,6 +103,9 @@ class ChatCompletionRequest(BaseModel):
     service_tier: str | None = None
     reasoning_effort: str | None = None
     prompt_cache_key: str | None = None
+    prompt_cache_options: Any = None
+    prompt_cache_retention: str | None = None
+    moderation: Any = None
     safety_identifier: str | None = None
     verbosity: str | None = None
 
