@@ -170,8 +170,12 @@ class AnthropicEventFormat(DoorFormat):
             return self.error_frames("cancelled", "the generation was cancelled")
         return self.error_frames(event.error_type, event.message)
 
-    def error_frames(self, error_type: str, message: str) -> list[Frame]:
-        return [("error", _dumps(error_body(anthropic_error_type(error_type), message)))]
+    def error_frames(
+        self, error_type: str, message: str, *, resume_from: str | None = None
+    ) -> list[Frame]:
+        body = error_body(anthropic_error_type(error_type), message)
+        body["error"].update(self.resume_fields(resume_from))
+        return [("error", _dumps(body))]
 
 
 def message(transcript: Transcript, gen_id: str, model: str) -> dict[str, Any]:

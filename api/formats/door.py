@@ -100,7 +100,9 @@ class DoorFormat(ABC):
         )
         self.closed = True
         return self._encode_frames(
-            self.error_frames("unavailable", message), self.last_id, self.last_id
+            self.error_frames("unavailable", message, resume_from=self.last_id or "0-0"),
+            self.last_id,
+            self.last_id,
         )
 
     def transport(self, chunk: bytes) -> bytes:
@@ -131,7 +133,9 @@ class DoorFormat(ABC):
         )
 
     def reset_frames(self, step: Voided) -> list[Frame]:
-        return self.error_frames("stream_reset", self.reset_message(step))
+        return self.error_frames(
+            "stream_reset", self.reset_message(step), resume_from=self.current_id
+        )
 
     @staticmethod
     def _encode_frames(frames: list[Frame], earlier_id: str | None, own_id: str | None) -> bytes:
@@ -157,5 +161,17 @@ class DoorFormat(ABC):
         """The frames for one step of the transcript."""
 
     @abstractmethod
-    def error_frames(self, error_type: str, message: str) -> list[Frame]:
-        """The format's in-stream error event."""
+    def error_frames(
+        self, error_type: str, message: str, *, resume_from: str | None = None
+    ) -> list[Frame]:
+        """The format's in-stream error event.
+
+        `resume_from`, when the generation goes on, is the `Last-Event-ID` to read it
+        from; it is sent with the generation's id as extra fields of the error
+        object (`generation_id`, `last_event_id`), so a program can resume.
+        """
+
+    def resume_fields(self, resume_from: str | None) -> dict[str, str]:
+        if resume_from is None:
+            return {}
+        return {"generation_id": self.gen_id, "last_event_id": resume_from}

@@ -170,8 +170,12 @@ class OpenAIChunkFormat(DoorFormat):
             return self.error_frames("cancelled", "the generation was cancelled")
         return self.error_frames(event.error_type, event.message)
 
-    def error_frames(self, error_type: str, message: str) -> list[Frame]:
-        return [(None, _dumps(error_body(error_type, message, code=error_type)))]
+    def error_frames(
+        self, error_type: str, message: str, *, resume_from: str | None = None
+    ) -> list[Frame]:
+        body = error_body(error_type, message, code=error_type)
+        body["error"].update(self.resume_fields(resume_from))
+        return [(None, _dumps(body))]
 
 
 def chat_completion(

@@ -26,7 +26,9 @@ async def test_unknown_provider_is_a_bad_request(
 
     with pytest.raises(anthropic.BadRequestError) as anthropic_error:
         await anthropic_client.messages.create(
-            model="nope/model", max_tokens=10, messages=MESSAGES  # type: ignore[list-item]  # plain dicts
+            model="nope/model",
+            max_tokens=10,
+            messages=MESSAGES,  # type: ignore[list-item]  # plain dicts
         )
     body = anthropic_error.value.body
     assert isinstance(body, dict) and body["type"] == "error"
@@ -39,20 +41,25 @@ async def test_unconfigured_provider_through_the_other_door(
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as anthropic_error:
         await anthropic_client.messages.create(
-            model="openai/gpt-4o-mini", max_tokens=10, messages=MESSAGES  # type: ignore[list-item]  # plain dicts
+            model="openai/gpt-4o-mini",
+            max_tokens=10,
+            messages=MESSAGES,  # type: ignore[list-item]  # plain dicts
         )
     assert "provider 'openai' is not configured" in str(anthropic_error.value)
 
     # A bare model name is the door's own provider: claude-* through the Anthropic door.
     with pytest.raises(anthropic.BadRequestError) as bare:
         await anthropic_client.messages.create(
-            model="claude-house-model", max_tokens=10, messages=MESSAGES  # type: ignore[list-item]  # plain dicts
+            model="claude-house-model",
+            max_tokens=10,
+            messages=MESSAGES,  # type: ignore[list-item]  # plain dicts
         )
     assert "provider 'anthropic' is not configured" in str(bare.value)
 
     with pytest.raises(openai.BadRequestError) as openai_error:
         await openai_client.chat.completions.create(
-            model="anthropic/claude-sonnet-4-5", messages=MESSAGES  # type: ignore[arg-type]  # plain dicts
+            model="anthropic/claude-sonnet-4-5",
+            messages=MESSAGES,  # type: ignore[arg-type]  # plain dicts
         )
     assert "provider 'anthropic' is not configured" in openai_error.value.message
 
@@ -71,7 +78,9 @@ async def test_unknown_demo_model_fails_in_the_worker(
 
     # ...and streams end with the format's error event, which the SDKs raise.
     stream = await openai_client.chat.completions.create(
-        model="demo/nope", messages=MESSAGES, stream=True  # type: ignore[arg-type]  # plain dicts
+        model="demo/nope",
+        messages=MESSAGES,
+        stream=True,  # type: ignore[arg-type]  # plain dicts
     )
     with pytest.raises(openai.APIError) as in_stream:
         async for _chunk in stream:
@@ -80,7 +89,9 @@ async def test_unknown_demo_model_fails_in_the_worker(
 
     with pytest.raises(anthropic.APIStatusError) as anthropic_stream_error:
         async with anthropic_client.messages.stream(
-            model="demo/nope", max_tokens=10, messages=MESSAGES  # type: ignore[list-item]  # plain dicts
+            model="demo/nope",
+            max_tokens=10,
+            messages=MESSAGES,  # type: ignore[list-item]  # plain dicts
         ) as anthropic_stream:
             await anthropic_stream.get_final_message()
     body = anthropic_stream_error.value.body
@@ -92,7 +103,9 @@ async def test_invalid_fields_are_bad_requests_naming_the_field(
 ) -> None:
     with pytest.raises(openai.BadRequestError) as openai_error:
         await openai_client.chat.completions.create(
-            model="demo/echo", messages=MESSAGES, temperature=7  # type: ignore[arg-type]  # plain dicts
+            model="demo/echo",
+            messages=MESSAGES,
+            temperature=7,  # type: ignore[arg-type]  # plain dicts
         )
     assert isinstance(openai_error.value.body, dict)
     assert openai_error.value.body["param"] == "temperature"
@@ -188,7 +201,9 @@ async def test_authentication(keyed_api: ApiProcess) -> None:
     right_anthropic = anthropic.AsyncAnthropic(
         base_url=keyed_api.base_url, api_key="sk-other", max_retries=0
     )
-    message = await right_anthropic.messages.create(model="demo/echo", max_tokens=10, messages=MESSAGES)  # type: ignore[list-item]  # plain dicts
+    message = await right_anthropic.messages.create(
+        model="demo/echo", max_tokens=10, messages=MESSAGES
+    )  # type: ignore[list-item]  # plain dicts
     assert message.content[0].type == "text" and message.content[0].text == "hi"
     for sdk_client in (wrong_openai, right_openai, wrong_anthropic, right_anthropic):
         await sdk_client.close()

@@ -111,6 +111,8 @@ async def test_openai_client_with_void_text_is_told_and_resumes_the_new_attempt(
     assert isinstance(raised.value.body, dict) and raised.value.body["type"] == "stream_reset"
     reset_id = await reset_event_id(client, generation.gen_id)
     assert reset_id in raised.value.message
+    assert raised.value.body["last_event_id"] == reset_id
+    assert raised.value.body["generation_id"] == generation.gen_id
 
     resumed = await openai_view(openai_client, generation.gen_id, last_event_id=reset_id)
     assert resumed.choices[0].message.content == SECOND_ATTEMPT
@@ -150,6 +152,7 @@ async def test_anthropic_client_with_void_text_is_told_and_resumes_the_new_attem
     assert isinstance(body, dict) and body["type"] == "error"
     reset_id = await reset_event_id(client, generation.gen_id)
     assert reset_id in body["error"]["message"]
+    assert body["error"]["last_event_id"] == reset_id
 
     resumed = await anthropic_view(anthropic_client, generation.gen_id, last_event_id=reset_id)
     assert message_text(resumed) == SECOND_ATTEMPT
