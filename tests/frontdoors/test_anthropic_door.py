@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import anthropic
+from anthropic.types import ToolParam
 
 from services.providers.demo import story_tokens
 
 PROMPT = "Resumable streams, shared by every viewer, one base URL away."
 
-WEATHER_TOOL = {
+WEATHER_TOOL: ToolParam = {
     "name": "get_weather",
     "description": "The weather in a city",
     "input_schema": {
@@ -93,7 +94,7 @@ async def test_tool_use_streams_and_round_trips(
     async with anthropic_client.messages.stream(
         model="demo/tool",
         max_tokens=100,
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]  # a plain dict is the SDK's wire form
+        tools=[WEATHER_TOOL],
         messages=[{"role": "user", "content": "Paris"}],
     ) as stream:
         json_deltas = [
@@ -113,7 +114,7 @@ async def test_tool_use_streams_and_round_trips(
     answer = await anthropic_client.messages.create(
         model="demo/tool",
         max_tokens=100,
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]  # a plain dict is the SDK's wire form
+        tools=[WEATHER_TOOL],
         messages=[
             {"role": "user", "content": "Paris"},
             {
@@ -148,7 +149,7 @@ async def test_non_streaming_tool_use(anthropic_client: anthropic.AsyncAnthropic
     message = await anthropic_client.messages.create(
         model="demo/tool",
         max_tokens=100,
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]  # a plain dict is the SDK's wire form
+        tools=[WEATHER_TOOL],
         tool_choice={"type": "tool", "name": "get_weather"},
         messages=[{"role": "user", "content": "Oslo"}],
     )

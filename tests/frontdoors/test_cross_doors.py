@@ -8,19 +8,20 @@ import anthropic
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionChunk
+from anthropic.types import MessageParam, ToolParam
+from openai.types.chat import ChatCompletionChunk, ChatCompletionFunctionToolParam
 
 from services.providers.demo import story_tokens
 from tests.frontdoors.viewers import anthropic_view, message_text, openai_view
 
-TOOL_OPENAI = {
+TOOL_OPENAI: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "search",
         "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
     },
 }
-TOOL_ANTHROPIC = {
+TOOL_ANTHROPIC: ToolParam = {
     "name": "search",
     "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
 }
@@ -52,7 +53,7 @@ async def test_anthropic_tool_use_read_as_openai(
     raw = await anthropic_client.messages.with_raw_response.create(
         model="demo/tool",
         max_tokens=50,
-        tools=[TOOL_ANTHROPIC],  # type: ignore[list-item]  # a plain dict is the SDK's wire form
+        tools=[TOOL_ANTHROPIC],
         messages=[{"role": "user", "content": "tokenrelay"}],
     )
     message = await raw.parse()
@@ -75,38 +76,37 @@ async def test_conversation_with_tool_turns_crosses_doors(
     completion = await openai_client.chat.completions.create(
         model="demo/tool",
         messages=[{"role": "user", "content": "weather"}],
-        tools=[TOOL_OPENAI],  # type: ignore[list-item]  # a plain dict is the SDK's wire form
+        tools=[TOOL_OPENAI],
     )
     call = (completion.choices[0].message.tool_calls or [])[0]
+    assert call.type == "function"
 
+    conversation: list[MessageParam] = [
+        {"role": "user", "content": "weather"},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.function.name,
+                    "input": json.loads(call.function.arguments),
+                }
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": call.id,
+                    "content": [{"type": "text", "text": "rain"}],
+                }
+            ],
+        },
+    ]
     answer = await anthropic_client.messages.create(
-        model="demo/tool",
-        max_tokens=50,
-        tools=[TOOL_ANTHROPIC],  # type: ignore[list-item]  # a plain dict is the SDK's wire form
-        messages=[
-            {"role": "user", "content": "weather"},
-            {
-                "role": "assistant",
-                "content": [
-                    {
-                        "type": "tool_use",
-                        "id": call.id,
-                        "name": call.function.name,
-                        "input": json.loads(call.function.arguments),
-                    }
-                ],
-            },
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": call.id,
-                        "content": [{"type": "text", "text": "rain"}],
-                    }
-                ],
-            },
-        ],
+        model="demo/tool", max_tokens=50, tools=[TOOL_ANTHROPIC], messages=conversation
     )
     assert answer.content[0].type == "text" and answer.content[0].text == "rain"
 

@@ -8,18 +8,21 @@ import anthropic
 import httpx
 import openai
 import pytest
+from anthropic.types import MessageParam
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import Stack
 from tests.support.processes import ApiProcess, stack_env
 
-MESSAGES = [{"role": "user", "content": "hi"}]
+OPENAI_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+MESSAGES: list[MessageParam] = [{"role": "user", "content": "hi"}]
 
 
 async def test_unknown_provider_is_a_bad_request(
     openai_client: openai.AsyncOpenAI, anthropic_client: anthropic.AsyncAnthropic
 ) -> None:
     with pytest.raises(openai.BadRequestError) as openai_error:
-        await openai_client.chat.completions.create(model="nope/model", messages=MESSAGES)  # type: ignore[arg-type]  # plain dicts
+        await openai_client.chat.completions.create(model="nope/model", messages=OPENAI_MESSAGES)
     assert "unknown provider 'nope'" in openai_error.value.message
     assert isinstance(openai_error.value.body, dict)
     assert openai_error.value.body["type"] == "invalid_request_error"
@@ -28,7 +31,7 @@ async def test_unknown_provider_is_a_bad_request(
         await anthropic_client.messages.create(
             model="nope/model",
             max_tokens=10,
-            messages=MESSAGES,  # type: ignore[list-item]  # plain dicts
+            messages=MESSAGES,
         )
     body = anthropic_error.value.body
     assert isinstance(body, dict) and body["type"] == "error"
@@ -43,7 +46,7 @@ async def test_unconfigured_provider_through_the_other_door(
         await anthropic_client.messages.create(
             model="openai/gpt-4o-mini",
             max_tokens=10,
-            messages=MESSAGES,  # type: ignore[list-item]  # plain dicts
+            messages=MESSAGES,
         )
     assert "provider 'openai' is not configured" in str(anthropic_error.value)
 
@@ -52,14 +55,14 @@ async def test_unconfigured_provider_through_the_other_door(
         await anthropic_client.messages.create(
             model="claude-house-model",
             max_tokens=10,
-            messages=MESSAGES,  # type: ignore[list-item]  # plain dicts
+            messages=MESSAGES,
         )
     assert "provider 'anthropic' is not configured" in str(bare.value)
 
     with pytest.raises(openai.BadRequestError) as openai_error:
         await openai_client.chat.completions.create(
             model="anthropic/claude-sonnet-4-5",
-            messages=MESSAGES,  # type: ignore[arg-type]  # plain dicts
+            messages=OPENAI_MESSAGES,
         )
     assert "provider 'anthropic' is not configured" in openai_error.value.message
 
@@ -69,18 +72,18 @@ async def test_unknown_demo_model_fails_in_the_worker(
 ) -> None:
     # Queued, then refused by the provider: non-streaming answers carry the failure...
     with pytest.raises(openai.BadRequestError) as openai_error:
-        await openai_client.chat.completions.create(model="demo/nope", messages=MESSAGES)  # type: ignore[arg-type]  # plain dicts
+        await openai_client.chat.completions.create(model="demo/nope", messages=OPENAI_MESSAGES)
     assert "unknown demo model" in openai_error.value.message
     assert openai_error.value.response.headers["x-generation-id"].startswith("gen_")
 
     with pytest.raises(anthropic.BadRequestError):
-        await anthropic_client.messages.create(model="demo/nope", max_tokens=10, messages=MESSAGES)  # type: ignore[list-item]  # plain dicts
+        await anthropic_client.messages.create(model="demo/nope", max_tokens=10, messages=MESSAGES)
 
     # ...and streams end with the format's error event, which the SDKs raise.
     stream = await openai_client.chat.completions.create(
         model="demo/nope",
-        messages=MESSAGES,
-        stream=True,  # type: ignore[arg-type]  # plain dicts
+        messages=OPENAI_MESSAGES,
+        stream=True,
     )
     with pytest.raises(openai.APIError) as in_stream:
         async for _chunk in stream:
@@ -91,7 +94,7 @@ async def test_unknown_demo_model_fails_in_the_worker(
         async with anthropic_client.messages.stream(
             model="demo/nope",
             max_tokens=10,
-            messages=MESSAGES,  # type: ignore[list-item]  # plain dicts
+            messages=MESSAGES,
         ) as anthropic_stream:
             await anthropic_stream.get_final_message()
     body = anthropic_stream_error.value.body
@@ -104,8 +107,8 @@ async def test_invalid_fields_are_bad_requests_naming_the_field(
     with pytest.raises(openai.BadRequestError) as openai_error:
         await openai_client.chat.completions.create(
             model="demo/echo",
-            messages=MESSAGES,
-            temperature=7,  # type: ignore[arg-type]  # plain dicts
+            messages=OPENAI_MESSAGES,
+            temperature=7,
         )
     assert isinstance(openai_error.value.body, dict)
     assert openai_error.value.body["param"] == "temperature"
@@ -131,13 +134,13 @@ async def test_invalid_fields_are_bad_requests_naming_the_field(
         await anthropic_client.messages.create(
             model="demo/echo",
             max_tokens=10,
-            messages=MESSAGES,  # type: ignore[arg-type]  # plain dicts
+            messages=MESSAGES,
             extra_body={"temperature": 1.5},  # older SDKs' keyword; the API still takes it
         )
     assert "temperature" in str(anthropic_error.value)
 
     with pytest.raises(anthropic.BadRequestError):
-        await anthropic_client.messages.create(model="demo/echo", max_tokens=0, messages=MESSAGES)  # type: ignore[list-item]  # plain dicts
+        await anthropic_client.messages.create(model="demo/echo", max_tokens=0, messages=MESSAGES)
 
 
 async def test_malformed_bodies_in_each_door_shape(client: httpx.AsyncClient) -> None:
@@ -181,21 +184,23 @@ async def test_authentication(keyed_api: ApiProcess) -> None:
         base_url=f"{keyed_api.base_url}/v1", api_key="sk-wrong", max_retries=0
     )
     with pytest.raises(openai.AuthenticationError) as openai_error:
-        await wrong_openai.chat.completions.create(model="demo/echo", messages=MESSAGES)  # type: ignore[arg-type]  # plain dicts
+        await wrong_openai.chat.completions.create(model="demo/echo", messages=OPENAI_MESSAGES)
     assert openai_error.value.code == "invalid_api_key"
 
     wrong_anthropic = anthropic.AsyncAnthropic(
         base_url=keyed_api.base_url, api_key="sk-wrong", max_retries=0
     )
     with pytest.raises(anthropic.AuthenticationError) as anthropic_error:
-        await wrong_anthropic.messages.create(model="demo/echo", max_tokens=10, messages=MESSAGES)  # type: ignore[list-item]  # plain dicts
+        await wrong_anthropic.messages.create(model="demo/echo", max_tokens=10, messages=MESSAGES)
     body = anthropic_error.value.body
     assert isinstance(body, dict) and body["error"]["type"] == "authentication_error"
 
     right_openai = openai.AsyncOpenAI(
         base_url=f"{keyed_api.base_url}/v1", api_key="sk-right", max_retries=0
     )
-    completion = await right_openai.chat.completions.create(model="demo/echo", messages=MESSAGES)  # type: ignore[arg-type]  # plain dicts
+    completion = await right_openai.chat.completions.create(
+        model="demo/echo", messages=OPENAI_MESSAGES
+    )
     assert completion.choices[0].message.content == "hi"
 
     right_anthropic = anthropic.AsyncAnthropic(
@@ -203,7 +208,7 @@ async def test_authentication(keyed_api: ApiProcess) -> None:
     )
     message = await right_anthropic.messages.create(
         model="demo/echo", max_tokens=10, messages=MESSAGES
-    )  # type: ignore[list-item]  # plain dicts
+    )
     assert message.content[0].type == "text" and message.content[0].text == "hi"
     for sdk_client in (wrong_openai, right_openai, wrong_anthropic, right_anthropic):
         await sdk_client.close()

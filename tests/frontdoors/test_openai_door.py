@@ -6,6 +6,7 @@ import json
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionFunctionToolParam
 
 from services.providers.demo import story_tokens
 from tests.conftest import Stack
@@ -13,7 +14,7 @@ from tests.support.sse import iter_sse
 
 PROMPT = "Resumable streams, shared by every viewer, one base URL away."
 
-WEATHER_TOOL = {
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -130,7 +131,7 @@ async def test_tool_call_streams_and_round_trips(openai_client: openai.AsyncOpen
     async with openai_client.chat.completions.stream(
         model="demo/tool",
         messages=[{"role": "user", "content": question}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]  # a plain dict is the SDK's wire form
+        tools=[WEATHER_TOOL],
     ) as stream:
         final = await stream.get_final_completion()
 
@@ -160,7 +161,7 @@ async def test_tool_call_streams_and_round_trips(openai_client: openai.AsyncOpen
             },
             {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 24 degrees"},
         ],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]  # a plain dict is the SDK's wire form
+        tools=[WEATHER_TOOL],
     )
     assert answer.choices[0].message.content == "Sunny, 24 degrees"
     assert answer.choices[0].finish_reason == "stop"
@@ -170,11 +171,13 @@ async def test_non_streaming_tool_call(openai_client: openai.AsyncOpenAI) -> Non
     completion = await openai_client.chat.completions.create(
         model="demo/tool",
         messages=[{"role": "user", "content": "Oslo"}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]  # a plain dict is the SDK's wire form
+        tools=[WEATHER_TOOL],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
     )
     message = completion.choices[0].message
     assert completion.choices[0].finish_reason == "tool_calls"
     assert message.content is None
     assert message.tool_calls is not None
-    assert json.loads(message.tool_calls[0].function.arguments) == {"city": "Oslo", "days": 42}
+    call = message.tool_calls[0]
+    assert call.type == "function"
+    assert json.loads(call.function.arguments) == {"city": "Oslo", "days": 42}

@@ -27,7 +27,13 @@ from services.events import DeltaEvent, DoneEvent, Usage, encode_data
 from services.generation import GenerationRequest, Message
 from services.store import EventBatch, GenerationStore
 from tests.conftest import Stack
-from tests.frontdoors.viewers import anthropic_view, message_text, native_events, openai_view
+from tests.frontdoors.viewers import (
+    RAW_MESSAGE_STREAM_EVENT,
+    anthropic_view,
+    message_text,
+    native_events,
+    openai_view,
+)
 
 FIRST_ATTEMPT = "Hello wor"
 SECOND_ATTEMPT = "Goodbye, cruel world."
@@ -131,7 +137,7 @@ async def test_anthropic_client_with_void_text_is_told_and_resumes_the_new_attem
     await generation.text(FIRST_ATTEMPT)
     raw = await anthropic_client.get(
         f"/v1/generations/{generation.gen_id}/events",
-        cast_to=RawMessageStreamEvent,  # type: ignore[arg-type]  # a union the SDK casts to
+        cast_to=RAW_MESSAGE_STREAM_EVENT,
         options={"params": {"format": "anthropic"}},
         stream=True,
         stream_cls=anthropic.AsyncStream[RawMessageStreamEvent],

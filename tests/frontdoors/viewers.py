@@ -8,7 +8,7 @@ and accumulated by its own helpers (`ChatCompletionStreamState`,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import httpx
@@ -21,9 +21,14 @@ from openai.types.chat import ChatCompletionChunk, ParsedChatCompletion
 from tests.support.sse import SseEvent, read_sse
 
 
-def _options(format_name: str, last_event_id: str | None) -> dict[str, Any]:
+def _options(format_name: str, last_event_id: str | None) -> Any:
+    """SDK request options (the SDKs' `RequestOptions` TypedDict) for the events URL."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     return {"params": {"format": format_name}, "headers": headers}
+
+
+# The SDKs cast stream events to this union at runtime; mypy sees a type alias, not a class.
+RAW_MESSAGE_STREAM_EVENT: Any = cast(Any, RawMessageStreamEvent)
 
 
 async def openai_view(
@@ -32,7 +37,7 @@ async def openai_view(
     stream = await client.get(
         f"/generations/{gen_id}/events",
         cast_to=ChatCompletionChunk,
-        options=_options("openai", last_event_id),  # type: ignore[arg-type]  # a RequestOptions dict
+        options=_options("openai", last_event_id),
         stream=True,
         stream_cls=openai.AsyncStream[ChatCompletionChunk],
     )
@@ -47,8 +52,8 @@ async def anthropic_view(
 ) -> Message:
     raw = await client.get(
         f"/v1/generations/{gen_id}/events",
-        cast_to=RawMessageStreamEvent,  # type: ignore[arg-type]  # a union the SDK casts to
-        options=_options("anthropic", last_event_id),  # type: ignore[arg-type]  # a RequestOptions dict
+        cast_to=RAW_MESSAGE_STREAM_EVENT,
+        options=_options("anthropic", last_event_id),
         stream=True,
         stream_cls=anthropic.AsyncStream[RawMessageStreamEvent],
     )
