@@ -67,6 +67,9 @@ class GenerationFailed(ApiError):
         super().__init__(message, headers={"X-Generation-Id": gen_id})
         self.status_code = _FAILURE_STATUS.get(error_type, 502)
         self.error_type = error_type
+        if error_type == "cancelled":
+            # Both SDKs retry a 409 unless told not to; a retry would run it again.
+            self.headers["x-should-retry"] = "false"
 
 
 def openai_body(status: int, error_type: str, message: str, param: str | None) -> dict[str, Any]:

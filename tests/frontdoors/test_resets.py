@@ -19,10 +19,17 @@ import openai
 import pytest
 from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import RawMessageStreamEvent
+from arq.connections import ArqRedis
 from openai.types.chat import ChatCompletionChunk
 from redis.asyncio import Redis
 
+from api.door_stream import wait_for_transcript
+from api.formats.anthropic import message
+from api.formats.openai import chat_completion
+from api.state import AppState
+from api.tail import EventFeed
 from services import keys
+from services.config import Settings
 from services.events import DeltaEvent, DoneEvent, Usage, encode_data
 from services.generation import GenerationRequest, Message
 from services.store import EventBatch, GenerationStore
@@ -213,3 +220,32 @@ async def test_openai_sdk_reads_through_heartbeats(
     completion, message = await asyncio.wait_for(viewers, 60)
     assert completion.choices[0].message.content == SECOND_ATTEMPT
     assert message_text(message) == SECOND_ATTEMPT
+
+
+async def test_non_streaming_answers_are_built_from_the_final_attempt(
+    store: GenerationStore, redis_url: str
+) -> None:
+    generation = ScriptedGeneration(store)
+    await generation.begin()
+    await generation.text(FIRST_ATTEMPT)
+    await generation.reset()
+    await generation.text(SECOND_ATTEMPT)
+    await generation.done()
+    queue = ArqRedis.from_url(redis_url)
+    state = AppState(
+        settings=Settings(redis_url=redis_url, heartbeat_s=1),
+        redis=store.redis,
+        queue=queue,
+        store=store,
+        feed=EventFeed(store.redis),
+    )
+    try:
+        transcript = await asyncio.wait_for(wait_for_transcript(state, generation.gen_id), 30)
+    finally:
+        await queue.aclose()
+
+    completion = chat_completion(transcript, generation.gen_id, "demo/echo", time.time())
+    assert completion["choices"][0]["message"]["content"] == SECOND_ATTEMPT
+    assert completion["usage"]["completion_tokens"] == 3
+    anthropic_message = message(transcript, generation.gen_id, "demo/echo")
+    assert anthropic_message["content"] == [{"type": "text", "text": SECOND_ATTEMPT}]
