@@ -27,11 +27,24 @@ SSE client does by itself) reads the new attempt as a fresh answer.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import lru_cache
 
 from api.formats.base import sse_frame
 from api.formats.transcript import Appended, Opened, Step, Transcript, Voided
-from services.events import StoredEvent
+from services.events import Event, StoredEvent, decode_event
 from services.generation import GenerationStatus
+
+
+@lru_cache(maxsize=4096)
+def decoded(event_type: str, data: str) -> Event:
+    """An event's model, parsed once for all the viewers that write it out.
+
+    Every door viewer of a generation folds the same stored events; with the
+    shared feed they are the same strings, whose hashes Python keeps, so the
+    cache costs a lookup. The models are only read, never changed.
+    """
+    return decode_event(event_type, data)
+
 
 Frame = tuple[str | None, str]
 """An SSE event to send: its `event:` name (None for none) and its one `data:` line."""
@@ -63,7 +76,7 @@ class DoorFormat(ABC):
 
     def absorb(self, event: StoredEvent) -> None:
         """Fold an event the client already has (one at or before its cursor)."""
-        for step in self.transcript.apply(event.decoded()):
+        for step in self.transcript.apply(decoded(event.type, event.data)):
             self._note_delivery(step)
         self.last_id = event.id
 
@@ -80,7 +93,7 @@ class DoorFormat(ABC):
         if not self.opened:
             frames.extend(self.opening_frames())
             self.opened = True
-        for step in self.transcript.apply(event.decoded()):
+        for step in self.transcript.apply(decoded(event.type, event.data)):
             if isinstance(step, Voided) and self.delivered:
                 frames.extend(self.reset_frames(step))
                 self.closed = True

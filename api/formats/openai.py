@@ -83,6 +83,7 @@ class OpenAIChunkFormat(DoorFormat):
     ) -> None:
         super().__init__(gen_id, model, created_at)
         self.include_usage = include_usage
+        self._head: str | None = None
 
     def transport(self, chunk: bytes) -> bytes:
         blocks = chunk.split(b"\n\n")
@@ -97,17 +98,19 @@ class OpenAIChunkFormat(DoorFormat):
         return b"".join(out)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Frame:
-        chunk: dict[str, Any] = {
-            "id": completion_id(self.gen_id),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if self.include_usage:
-            chunk["usage"] = None
-        return None, _dumps(chunk)
+        # The envelope is the same for every chunk of a generation: render it once,
+        # and only serialize the delta per event (this runs per event per viewer).
+        if self._head is None:
+            self._head = (
+                f'{{"id":{_dumps(completion_id(self.gen_id))},"object":"chat.completion.chunk",'
+                f'"created":{self.created},"model":{_dumps(self.model)},'
+                '"system_fingerprint":null,"choices":[{"index":0,"delta":'
+            )
+        finish_json = "null" if finish is None else _dumps(finish)
+        usage = ',"usage":null' if self.include_usage else ""
+        return None, (
+            f'{self._head}{_dumps(delta)},"logprobs":null,"finish_reason":{finish_json}}}]{usage}}}'
+        )
 
     def _tool_ordinal(self, block: int) -> int:
         blocks = self.transcript.blocks[:block]

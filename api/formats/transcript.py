@@ -32,11 +32,16 @@ class Block:
     """One content block of the answer: text, or one tool call and its arguments so far."""
 
     kind: Literal["text", "tool_use"]
-    content: str = ""
-    """The text, or for a tool call the JSON arguments received so far."""
     call_index: int | None = None
     call_id: str | None = None
     name: str | None = None
+    parts: list[str] = field(default_factory=list)
+    """Pieces of the content, joined only when asked (appending to a str is quadratic)."""
+
+    @property
+    def content(self) -> str:
+        """The text, or for a tool call the JSON arguments received so far."""
+        return "".join(self.parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +146,7 @@ class Transcript:
             block.call_id = block.call_id or fragment.id
             block.name = block.name or fragment.name
             if fragment.arguments:
-                block.content += fragment.arguments
+                block.parts.append(fragment.arguments)
                 steps.append(Appended(target, fragment.arguments))
             return steps
         if not event.text:
@@ -151,7 +156,7 @@ class Transcript:
             self.blocks.append(Block("text"))
             self.open_block = len(self.blocks) - 1
             steps.append(Opened(self.open_block))
-        self.blocks[self.open_block].content += event.text
+        self.blocks[self.open_block].parts.append(event.text)
         steps.append(Appended(self.open_block, event.text))
         return steps
 
