@@ -13,7 +13,8 @@ Resuming. A connection that starts after a cursor is a complete stream of its
 format on its own, because SDKs parse every connection from scratch: it opens
 with the format's opening events (OpenAI's role chunk, Anthropic's
 `message_start`), re-announces every block the attempt has begun so far (with
-empty content, so nothing is repeated), then continues from the cursor. The
+empty content, so no text is repeated; Anthropic's open tool input is the one
+exception, see api/formats/anthropic.py), then continues from the cursor. The
 writer learns the state at the cursor by `absorb`ing the events before it.
 
 Resets. A `reset` voids the attempt's output. If this client has none of it (it

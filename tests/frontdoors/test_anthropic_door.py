@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import anthropic
+import httpx
 from anthropic.types import ToolParam
 
 from services.providers.demo import story_tokens
+from tests.conftest import Stack
+from tests.support.sse import SseEvent, iter_sse
 
 PROMPT = "Resumable streams, shared by every viewer, one base URL away."
 
@@ -157,3 +160,27 @@ async def test_non_streaming_tool_use(anthropic_client: anthropic.AsyncAnthropic
     assert [block.type for block in message.content] == ["tool_use"]
     assert message.content[0].type == "tool_use"
     assert message.content[0].input == {"city": "Oslo", "days": 42}
+
+
+async def test_wire_format_has_ids_pings_and_names(stack: Stack) -> None:
+    body = {
+        "model": "demo/echo",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": True,
+    }
+    async with (
+        httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http,
+        http.stream("POST", "/v1/messages", json=body) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["x-generation-id"].startswith("gen_")
+        events = [item async for item in iter_sse(response) if isinstance(item, SseEvent)]
+
+    names = [event.event for event in events]
+    assert names[:3] == ["message_start", "ping", "content_block_start"]
+    assert names[-1] == "message_stop"
+    assert all(event.json()["type"] == event.event for event in events)
+    assert all(event.id for event in events)
+    keys = [tuple(map(int, str(event.id).split("-"))) for event in events]
+    assert keys == sorted(keys)
