@@ -6,8 +6,9 @@ Before following the live feed from the cursor, the writer folds the events the
 client already has (see api/formats/door.py for why). Two adjustments make the
 cursor honest:
 
-- a client with no cursor never needs a void attempt: if the generation has
-  been reset, it starts after the last `reset`, as a fresh answer;
+- a client with no output of its attempt (no cursor, or a cursor at a reset)
+  never needs a void attempt: if the generation has been reset since, it starts
+  after the last `reset`, as a fresh answer;
 - a cursor at the terminal event is served from the event before it, so the
   client receives the closing events again rather than an empty stream.
 
@@ -50,6 +51,16 @@ async def _events_through(state: AppState, gen_id: str, last: str) -> list[Store
         cursor = page[-1].id
 
 
+def _has_current_output(events: list[StoredEvent]) -> bool:
+    """Whether `events` include output of the attempt they end in (a delta after the last reset)."""
+    for event in reversed(events):
+        if event.type == "delta":
+            return True
+        if event.type == "reset":
+            return False
+    return False
+
+
 async def _history(
     state: AppState, gen_id: str, attempt: int, cursor: str
 ) -> tuple[list[StoredEvent], str] | None:
@@ -57,16 +68,14 @@ async def _history(
     bounds = await state.store.bounds(gen_id)
     if bounds.first_event_id is not None and bounds.first_retained_id != bounds.first_event_id:
         return None
-    if cursor == START:
-        if attempt <= 1 or bounds.last_event_id is None:
-            return [], START
+    history = [] if cursor == START else await _events_through(state, gen_id, cursor)
+    if attempt > 1 and bounds.last_event_id is not None and not _has_current_output(history):
+        # The client has no output of its attempt: any later reset is invisible to it,
+        # so it starts after the latest one instead of reading void attempts.
         events = await _events_through(state, gen_id, bounds.last_event_id)
         resets = [index for index, event in enumerate(events) if event.type == "reset"]
-        if not resets:
-            return [], START
-        history = events[: resets[-1] + 1]
-    else:
-        history = await _events_through(state, gen_id, cursor)
+        if resets and len(events[: resets[-1] + 1]) > len(history):
+            history = events[: resets[-1] + 1]
     if history and history[-1].is_terminal:
         history.pop()
     return history, (history[-1].id if history else START)

@@ -174,6 +174,31 @@ async def test_anthropic_client_with_void_text_is_told_and_resumes_the_new_attem
     assert [block.type for block in fresh.content] == ["text"]
 
 
+async def test_resuming_at_a_reset_skips_attempts_voided_since(
+    store: GenerationStore, client: httpx.AsyncClient, openai_client: openai.AsyncOpenAI
+) -> None:
+    generation = ScriptedGeneration(store)
+    await generation.begin()
+    await generation.text(FIRST_ATTEMPT)
+    await generation.reset()
+    await generation.text("also void")
+    await generation.reset()
+    await generation.text(SECOND_ATTEMPT)
+    await generation.done()
+    events = await native_events(client, generation.gen_id)
+    first_reset = next(event.id for event in events if event.event == "reset")
+    first_delta = next(event.id for event in events if event.event == "delta")
+
+    # A client that had the first attempt's text is told once, at the first reset...
+    with pytest.raises(openai.APIError) as raised:
+        await openai_view(openai_client, generation.gen_id, last_event_id=first_delta)
+    assert isinstance(raised.value.body, dict)
+    assert raised.value.body["last_event_id"] == first_reset
+    # ...and resuming there reads the final attempt, not the one voided after it.
+    resumed = await openai_view(openai_client, generation.gen_id, last_event_id=first_reset)
+    assert resumed.choices[0].message.content == SECOND_ATTEMPT
+
+
 async def test_reset_before_any_output_is_invisible(
     store: GenerationStore,
     openai_client: openai.AsyncOpenAI,
