@@ -184,3 +184,12 @@ async def test_wire_format_has_ids_pings_and_names(stack: Stack) -> None:
     assert all(event.id for event in events)
     keys = [tuple(map(int, str(event.id).split("-"))) for event in events]
     assert keys == sorted(keys)
+
+
+async def test_max_tokens_stop_reason(anthropic_client: anthropic.AsyncAnthropic) -> None:
+    message = await anthropic_client.messages.create(
+        model="demo/echo", max_tokens=3, messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert message.stop_reason == "max_tokens"
+    assert message.content[0].type == "text"
+    assert message.content[0].text == " ".join(PROMPT.split(" ")[:3])

@@ -181,3 +181,15 @@ async def test_non_streaming_tool_call(openai_client: openai.AsyncOpenAI) -> Non
     call = message.tool_calls[0]
     assert call.type == "function"
     assert json.loads(call.function.arguments) == {"city": "Oslo", "days": 42}
+
+
+async def test_length_limit_through_max_completion_tokens(
+    openai_client: openai.AsyncOpenAI,
+) -> None:
+    completion = await openai_client.chat.completions.create(
+        model="demo/echo",
+        messages=[{"role": "user", "content": PROMPT}],
+        max_completion_tokens=3,
+    )
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.choices[0].message.content == " ".join(PROMPT.split(" ")[:3])
