@@ -16,7 +16,16 @@ from redis.asyncio import Redis
 
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
-from api.routes import events, generations, health, listing, models, web
+from api.routes import (
+    anthropic_compat,
+    events,
+    generations,
+    health,
+    listing,
+    models,
+    openai_compat,
+    web,
+)
 from api.state import AppState
 from api.tail import EventFeed
 from services.config import Settings
@@ -64,5 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.include_router(listing.router)
     app.include_router(web.router)
+    for door in (openai_compat.router, anthropic_compat.router):
+        app.include_router(door)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -441,6 +441,23 @@ class GenerationStore:
             return TakeoverDecision(kind, takeover=int(result[1]), pending_age_ms=int(result[2]))
         return TakeoverDecision(kind)
 
+    async def set_stream_option(self, gen_id: str, name: str, value: str) -> None:
+        """Remember how the front door that created a generation writes its stream.
+
+        Kept in the status record, so it lives exactly as long as the generation; a
+        client that joins or resumes later then gets the same stream (for example
+        OpenAI's usage chunk when the creator asked for `include_usage`).
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.meta(gen_id), f"stream_option:{name}", value)
+            await pipe.execute()
+
+    async def stream_option(self, gen_id: str, name: str) -> str | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.meta(gen_id), f"stream_option:{name}")
+            (value,) = await pipe.execute()
+        return value if isinstance(value, str) else None
+
     async def recent_ids(self, limit: int) -> list[str]:
         ids: list[str] = await self.redis.zrevrange(keys.RECENT, 0, limit - 1)
         return ids

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from api.formats.anthropic import AnthropicEventFormat
 from api.formats.base import StreamFormat
 from api.formats.native import NativeFormat
+from api.formats.openai import OpenAIChunkFormat
 from services.generation import GenerationStatus
 
 FormatFactory = Callable[[GenerationStatus], StreamFormat]
 
 FORMATS: dict[str, FormatFactory] = {
     "native": lambda _status: NativeFormat(),
+    "openai": lambda status: OpenAIChunkFormat(status.id, status.model, status.created_at),
+    "anthropic": lambda status: AnthropicEventFormat(status.id, status.model, status.created_at),
 }
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query
 
 from api.cursor import START, cursor_key, parse_cursor
 from api.deps import Authenticated, StateDep
+from api.door_stream import joined_door_stream
 from api.formats import make_format
 from api.routes.generations import load_status
 from api.sse import EventStreamResponse, sse_body
@@ -42,6 +43,8 @@ async def stream_events(
             f"cursor '{cursor}' is not an event of generation '{gen_id}' "
             "(it is after the latest event)"
         )
+    if format != "native":
+        return await joined_door_stream(state, status, format, cursor)
     fmt = make_format(format, status)
     preamble: list[bytes] = []
     trimmed = bounds.first_event_id is not None and (

@@ -2,7 +2,11 @@
 
 `demo/echo` streams the last user message back; `demo/story` streams a text of
 `max_tokens` tokens chosen by a generator seeded with the prompt, so the same
-request always produces the same text (tests rely on that). Tokens are paced at
+request always produces the same text (tests rely on that). `demo/tool` calls
+the first tool it is given (or the one `tool_choice` names) with arguments made
+from the tool's schema and the last user message, streamed in fragments; once
+the conversation ends with a tool result, it answers with that result's text,
+so a whole tool round trip runs offline. Tokens are paced at
 `tokens_per_s` to feel like a real model; 0 means as fast as possible.
 """
 
@@ -10,16 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import re
 from collections.abc import AsyncGenerator
 
 from services.errors import ProviderError
-from services.events import Usage
-from services.generation import GenerationRequest
-from services.providers.base import FinishChunk, ProviderChunk, TextChunk
+from services.events import ToolCallFragment, Usage
+from services.generation import GenerationRequest, Tool
+from services.providers.base import FinishChunk, ProviderChunk, TextChunk, ToolCallChunk
 
 DEFAULT_STORY_TOKENS = 256
+TOOL_ARGUMENT_FRAGMENT = 8
 _TOKEN = re.compile(r"\s*\S+|\s+")
 _VOCABULARY = [
     "the",
@@ -101,13 +107,19 @@ class DemoProvider:
         self.delay_s = 1.0 / tokens_per_s if tokens_per_s > 0 else 0.0
 
     def listed_models(self) -> list[str]:
-        return ["echo", "story"]
+        return ["echo", "story", "tool"]
 
     async def aclose(self) -> None:
         """Nothing to release: the demo provider has no client."""
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
         prompt = "\n".join(m.content for m in request.messages)
+        if request.provider_model == "tool":
+            chunks = tool_turn(request, prompt)
+            for chunk in chunks:
+                await asyncio.sleep(self.delay_s)
+                yield chunk
+            return
         if request.provider_model == "echo":
             last_user = next(
                 (m.content for m in reversed(request.messages) if m.role == "user"), ""
@@ -118,7 +130,8 @@ class DemoProvider:
         else:
             raise ProviderError(
                 "invalid_request_error",
-                f"unknown demo model '{request.provider_model}'; use demo/echo or demo/story",
+                f"unknown demo model '{request.provider_model}'; "
+                "use demo/echo, demo/story or demo/tool",
                 retryable=False,
             )
         finish_reason = "stop"
@@ -132,3 +145,48 @@ class DemoProvider:
             yield TextChunk(token)
         usage = Usage(input_tokens=len(split_tokens(prompt)), output_tokens=len(tokens))
         yield FinishChunk(finish_reason=finish_reason, usage=usage)
+
+
+def demo_tool_arguments(tool: Tool, user_text: str) -> str:
+    """Deterministic JSON arguments for `tool`: one value per schema property, by type."""
+    properties = tool.function.parameters.get("properties")
+    values: dict[str, object] = {}
+    by_type: dict[str, object] = {"integer": 42, "number": 42, "boolean": True, "array": []}
+    for name, schema in (properties if isinstance(properties, dict) else {}).items():
+        kind = schema.get("type") if isinstance(schema, dict) else None
+        values[name] = (
+            user_text
+            if kind == "string"
+            else by_type.get(str(kind), {} if kind == "object" else None)
+        )
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+
+
+def tool_turn(request: GenerationRequest, prompt: str) -> list[ProviderChunk]:
+    """What `demo/tool` answers: a call of a tool, or the text of the tool result it got."""
+    usage_in = len(split_tokens(prompt))
+    last = request.messages[-1]
+    tools = request.tools or []
+    if last.role == "tool" or not tools or request.tool_choice == "none":
+        text = (
+            last.content
+            if last.role == "tool"
+            else next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        )
+        tokens = split_tokens(text)
+        finish = FinishChunk("stop", Usage(input_tokens=usage_in, output_tokens=len(tokens)))
+        return [*(TextChunk(token) for token in tokens), finish]
+    tool = next((t for t in tools if t.function.name == request.tool_choice), tools[0])
+    user_text = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    arguments = demo_tool_arguments(tool, user_text)
+    call_id = "call_" + hashlib.sha256(prompt.encode()).hexdigest()[:24]
+    fragments = [
+        arguments[i : i + TOOL_ARGUMENT_FRAGMENT]
+        for i in range(0, len(arguments), TOOL_ARGUMENT_FRAGMENT)
+    ]
+    chunks: list[ProviderChunk] = [
+        ToolCallChunk(ToolCallFragment(index=0, id=call_id, name=tool.function.name))
+    ]
+    chunks.extend(ToolCallChunk(ToolCallFragment(index=0, arguments=f)) for f in fragments)
+    usage = Usage(input_tokens=usage_in, output_tokens=len(fragments))
+    return [*chunks, FinishChunk("tool_calls", usage)]

@@ -1,0 +1,142 @@
+"""Errors of the front doors, in each door's own shape.
+
+The `openai` and `anthropic` SDKs choose their exception class from the status
+and read the message from the body, so each door answers in its API's shape:
+OpenAI's `{"error": {"message", "type", "param", "code"}}` and Anthropic's
+`{"type": "error", "error": {"type", "message"}}`. Both APIs report invalid
+fields as 400, so our 422 is a 400 there. A route class installs this only on
+the doors' routes (auth failures included, since dependencies run inside the
+route handler); everything else keeps the native shape of api/errors.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.errors import describe_validation_errors
+from api.formats import anthropic as anthropic_format
+from api.formats import openai as openai_format
+from services.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+BodyRenderer = Callable[[int, str, str, str | None], dict[str, Any]]
+"""(status, error type, message, param) -> the door's error body."""
+
+# How a generation that failed is answered when the client waited for it
+# (non-streaming): the failure's type decides the status, so SDKs retry what
+# may succeed (429, 5xx) and raise at once what will not (400).
+_FAILURE_STATUS = {
+    "invalid_request_error": 400,
+    "not_found_error": 400,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "overloaded_error": 503,
+    "unavailable": 503,
+    "timeout": 504,
+    "cancelled": 409,
+}
+
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
+class GenerationFailed(ApiError):
+    """A generation the client waited for ended with `error` or `cancelled`."""
+
+    def __init__(self, error_type: str, message: str, *, gen_id: str) -> None:
+        super().__init__(message, headers={"X-Generation-Id": gen_id})
+        self.status_code = _FAILURE_STATUS.get(error_type, 502)
+        self.error_type = error_type
+        if error_type == "cancelled":
+            # Both SDKs retry a 409 unless told not to; a retry would run it again.
+            self.headers["x-should-retry"] = "false"
+
+
+def openai_body(status: int, error_type: str, message: str, param: str | None) -> dict[str, Any]:
+    body = openai_format.error_body(error_type, message, code=None)
+    body["error"]["param"] = param
+    if status == 401:
+        body["error"]["code"] = "invalid_api_key"
+    return body
+
+
+def anthropic_body(status: int, error_type: str, message: str, param: str | None) -> dict[str, Any]:
+    door_type = _ANTHROPIC_TYPES.get(status, "api_error")
+    if status >= 500 and error_type == "overloaded_error":
+        door_type = "overloaded_error"
+    return anthropic_format.error_body(door_type, message)
+
+
+def door_route_class(render: BodyRenderer) -> type[APIRoute]:
+    """An APIRoute whose errors, from dependencies and handler alike, use `render`'s shape."""
+
+    def answer(
+        status: int,
+        error_type: str,
+        message: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> JSONResponse:
+        status = 400 if status == 422 else status
+        return JSONResponse(render(status, error_type, message, param), status, headers=headers)
+
+    class DoorRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handle = super().get_route_handler()
+
+            async def handle_in_door_shape(request: Request) -> Response:
+                try:
+                    return await handle(request)
+                except ApiError as exc:
+                    param = getattr(exc, "param", None)
+                    return answer(exc.status_code, exc.error_type, exc.message, param, exc.headers)
+                except RequestValidationError as exc:
+                    status, message = describe_validation_errors(list(exc.errors()))
+                    return answer(status, "invalid_request_error", message)
+                except StarletteHTTPException as exc:
+                    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+                    return answer(
+                        exc.status_code,
+                        "invalid_request_error",
+                        message,
+                        headers=dict(exc.headers or {}),
+                    )
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    log.warning("Redis unavailable: %s", type(exc).__name__)
+                    return answer(
+                        503,
+                        "unavailable",
+                        "the event store is unavailable; retry shortly",
+                        headers={"Retry-After": "2"},
+                    )
+                except Exception as exc:
+                    log.error("unhandled error in a front door", exc_info=exc)
+                    return answer(500, "api_error", "internal error")
+
+            return handle_in_door_shape
+
+    return DoorRoute
+
+
+OpenAIRoute = door_route_class(openai_body)
+AnthropicRoute = door_route_class(anthropic_body)

@@ -1,0 +1,194 @@
+"""A generation's events written out in a front door's format, live or resumed.
+
+Used by `POST /v1/chat/completions` and `POST /v1/messages` (from the first event)
+and by `GET /v1/generations/{id}/events?format=openai|anthropic` (from any cursor).
+Before following the live feed from the cursor, the writer folds the events the
+client already has (see api/formats/door.py for why). Two adjustments make the
+cursor honest:
+
+- a client with no output of its attempt (no cursor, or a cursor at a reset)
+  never needs a void attempt: if the generation has been reset since, it starts
+  after the last `reset`, as a fresh answer;
+- a cursor at the terminal event is served from the event before it, so the
+  client receives the closing events again rather than an empty stream.
+
+The non-streaming answers wait here for the terminal event, through the same
+feed, and fold the transcript they are built from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from api.cursor import START, cursor_key
+from api.formats import make_format
+from api.formats.door import DoorFormat
+from api.formats.openai import OpenAIChunkFormat
+from api.formats.transcript import Transcript
+from api.sse import EventStreamResponse, sse_body
+from api.state import AppState
+from services.errors import Unavailable
+from services.events import StoredEvent
+from services.generation import GenerationStatus
+
+_PAGE = 500
+
+
+async def _events_through(state: AppState, gen_id: str, last: str) -> list[StoredEvent]:
+    """Every retained event up to and including `last`, oldest first."""
+    events: list[StoredEvent] = []
+    cursor, limit = START, cursor_key(last)
+    while True:
+        page = await state.store.read_after(gen_id, cursor, _PAGE)
+        for event in page:
+            if cursor_key(event.id) > limit:
+                return events
+            events.append(event)
+        if len(page) < _PAGE:
+            return events
+        cursor = page[-1].id
+
+
+def _has_current_output(events: list[StoredEvent]) -> bool:
+    """Whether `events` include output of the attempt they end in (a delta after the last reset)."""
+    for event in reversed(events):
+        if event.type == "delta":
+            return True
+        if event.type == "reset":
+            return False
+    return False
+
+
+async def _history(
+    state: AppState, gen_id: str, attempt: int, cursor: str
+) -> tuple[list[StoredEvent], str] | None:
+    """The events the client has, and the cursor to follow from; None if they are gone."""
+    bounds = await state.store.bounds(gen_id)
+    if bounds.first_event_id is not None and bounds.first_retained_id != bounds.first_event_id:
+        return None
+    history = [] if cursor == START else await _events_through(state, gen_id, cursor)
+    if attempt > 1 and bounds.last_event_id is not None and not _has_current_output(history):
+        # The client has no output of its attempt: any later reset is invisible to it,
+        # so it starts after the latest one instead of reading void attempts.
+        events = await _events_through(state, gen_id, bounds.last_event_id)
+        resets = [index for index, event in enumerate(events) if event.type == "reset"]
+        if resets and len(events[: resets[-1] + 1]) > len(history):
+            history = events[: resets[-1] + 1]
+    if history and history[-1].is_terminal:
+        history.pop()
+    return history, (history[-1].id if history else START)
+
+
+async def _until_closed(
+    feed: AsyncIterator[StoredEvent | None], fmt: DoorFormat
+) -> AsyncIterator[StoredEvent | None]:
+    """The feed, ended as soon as the writer has closed its connection (after a reset)."""
+    try:
+        async for item in feed:
+            yield item
+            if fmt.closed:
+                return
+    finally:
+        close = getattr(feed, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _nothing() -> AsyncIterator[StoredEvent | None]:
+    return
+    yield  # an async generator that ends at once
+
+
+async def _with_interruption(body: AsyncIterator[bytes], fmt: DoorFormat) -> AsyncIterator[bytes]:
+    """The SSE body, plus the format's error when it ends before the generation did.
+
+    SDKs take the end of the response for the end of the answer, so a stream closed
+    by a shutdown must say that it was cut, and where to resume.
+    """
+    async with contextlib.aclosing(body) as chunks:  # type: ignore[type-var]  # sse_body is an async generator
+        async for chunk in chunks:
+            yield fmt.transport(chunk)
+    if not fmt.ended and not fmt.closed:
+        yield fmt.interrupted()
+
+
+async def door_stream(
+    state: AppState, status: GenerationStatus, fmt: DoorFormat, cursor: str = START
+) -> EventStreamResponse:
+    """The SSE response for one client of a generation, in `fmt`'s format, after `cursor`.
+
+    `status` is the generation's status when the client connected (its attempt
+    count tells whether a cursor-less client must skip void attempts).
+    """
+    gen_id = status.id
+    found = await _history(state, gen_id, status.attempt, cursor)
+    preamble: list[bytes] = []
+    feed: AsyncIterator[StoredEvent | None]
+    if found is None:
+        preamble.append(fmt.resync(await state.store.status(gen_id) or status))
+        feed = _nothing()
+    else:
+        history, cursor = found
+        for event in history:
+            fmt.absorb(event)
+        if cursor != START:
+            preamble.append(fmt.opening())
+        live = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
+        feed = _until_closed(live, fmt)
+    body = sse_body(
+        feed,
+        fmt,
+        retry_ms=state.settings.sse_retry_ms,
+        preamble=preamble,
+        draining=state.draining,
+    )
+    return EventStreamResponse(_with_interruption(body, fmt), headers={"X-Generation-Id": gen_id})
+
+
+async def wait_for_transcript(state: AppState, gen_id: str) -> Transcript:
+    """Fold the generation's events until its terminal one (for non-streaming answers)."""
+    transcript = Transcript()
+    feed = state.feed.follow(gen_id, START, idle_s=state.settings.heartbeat_s)
+    draining = asyncio.ensure_future(state.draining.wait())
+    try:
+        while True:
+            next_item = asyncio.ensure_future(anext(feed))
+            await asyncio.wait({next_item, draining}, return_when=asyncio.FIRST_COMPLETED)
+            if not next_item.done():
+                next_item.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await next_item
+                shutting_down = Unavailable(
+                    f"the server is shutting down; generation {gen_id} goes on, read its "
+                    f"result with GET /v1/generations/{gen_id}",
+                    retry_after_s=1,
+                )
+                shutting_down.headers["X-Generation-Id"] = gen_id
+                raise shutting_down
+            try:
+                item = next_item.result()
+            except StopAsyncIteration:
+                raise Unavailable(f"the event feed of {gen_id} ended early; retry") from None
+            if item is None:
+                continue
+            transcript.apply(item.decoded())
+            if item.is_terminal:
+                return transcript
+    finally:
+        draining.cancel()
+        close = getattr(feed, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def joined_door_stream(
+    state: AppState, status: GenerationStatus, format_name: str, cursor: str
+) -> EventStreamResponse:
+    """`GET .../events?format=openai|anthropic`: the stream its creator got, from `cursor`."""
+    fmt = make_format(format_name, status)
+    assert isinstance(fmt, DoorFormat), f"format '{format_name}' is not a front-door format"
+    if isinstance(fmt, OpenAIChunkFormat):
+        fmt.include_usage = await state.store.stream_option(status.id, "include_usage") == "1"
+    return await door_stream(state, status, fmt, cursor)

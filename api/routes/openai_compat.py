@@ -1,0 +1,44 @@
+"""The OpenAI Chat Completions front door: `POST /v1/chat/completions`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from api.deps import Authenticated, StateDep
+from api.door_errors import GenerationFailed, OpenAIRoute
+from api.door_stream import door_stream, wait_for_transcript
+from api.formats.openai import OpenAIChunkFormat, chat_completion
+from api.submission import submit_generation
+from api.translate.common import json_object
+from api.translate.openai_in import parse_chat_request, to_generation_request
+from services.events import CancelledEvent, ErrorEvent
+
+router = APIRouter(
+    prefix="/v1", tags=["openai"], dependencies=[Authenticated], route_class=OpenAIRoute
+)
+
+
+@router.post("/chat/completions", response_model=None)
+async def create_chat_completion(request: Request, state: StateDep) -> Response:
+    """OpenAI Chat Completions for any model: chunks over SSE, or one `chat.completion`."""
+    chat = parse_chat_request(json_object(await request.body()))
+    generation = to_generation_request(chat)
+    gen_id, created_at = await submit_generation(state, generation)
+    if chat.stream:
+        if chat.include_usage:
+            await state.store.set_stream_option(gen_id, "include_usage", "1")
+        status = await state.store.status(gen_id)
+        assert status is not None, "a generation just created has a status"
+        fmt = OpenAIChunkFormat(
+            gen_id, generation.model, created_at, include_usage=chat.include_usage
+        )
+        return await door_stream(state, status, fmt)
+    transcript = await wait_for_transcript(state, gen_id)
+    ending = transcript.ending
+    if isinstance(ending, ErrorEvent):
+        raise GenerationFailed(ending.error_type, ending.message, gen_id=gen_id)
+    if isinstance(ending, CancelledEvent):
+        raise GenerationFailed("cancelled", "the generation was cancelled", gen_id=gen_id)
+    body = chat_completion(transcript, gen_id, generation.model, created_at)
+    return JSONResponse(body, headers={"X-Generation-Id": gen_id})

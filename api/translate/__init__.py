@@ -1,0 +1,1 @@
+"""Front-door requests (OpenAI Chat Completions, Anthropic Messages) to `GenerationRequest`s."""
