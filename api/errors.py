@@ -3,7 +3,8 @@
 Every answer is `{"error": {"type", "message"}}`. Request validation is split the
 way clients need it: a body that is not JSON is a 400, JSON with wrong fields a
 422 naming each field. Redis being unreachable is a 503 with `Retry-After`.
-Anything unexpected is logged with its traceback and answered as a bare 500.
+Anything unexpected is logged (type and raise site only, see cli/logs.py) and
+answered as a bare 500.
 """
 
 from __future__ import annotations

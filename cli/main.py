@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from cli.logs import configure_logging
 from services.config import Settings
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
-    _configure_logging()
+    configure_logging()
     settings = Settings()
     if args.command == "api":
         from cli.serve import run_api

@@ -50,5 +50,6 @@ def run_api(settings: Settings, host: str, port: int) -> None:
         proxy_headers=True,
         server_header=False,
         log_level="info",
+        log_config=None,  # uvicorn's loggers propagate to ours (cli/logs.py)
     )
     DrainingServer(config).run()

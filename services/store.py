@@ -48,7 +48,7 @@ local function finish(status, now, retention_ms, finish_reason, usage, err)
 end
 local function json(value)
   -- cjson escapes '/', which is legal JSON but surprises readers of model names
-  return (string.gsub(cjson.encode(value), '\\/', '/'))
+  return (string.gsub(cjson.encode(value), '\\\\/', '/'))
 end
 local function is_finished(status)
   return status == 'completed' or status == 'failed' or status == 'cancelled'

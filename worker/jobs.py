@@ -34,14 +34,6 @@ _ENDED = frozenset({"completed", "failed", "cancelled", "finished", "missing"})
 """Outcomes after which the generation is over (or gone): drop it from the running index."""
 
 
-class _Cancelled(Exception):
-    """A cancel request arrived for the running generation."""
-
-
-class _LeaseLost(Exception):
-    """This worker no longer owns the attempt; it must not write anything more."""
-
-
 async def run_generation(ctx: dict[str, Any], gen_id: str) -> str:
     """arq entry point. Returns a short outcome word for arq's job result."""
     runtime: WorkerRuntime = ctx["runtime"]

@@ -57,3 +57,12 @@ async def test_stream_assembles_exact_text_with_increasing_ids(
     assert status["content"] == expected_story("tell me a story", 60)
     assert status["last_event_id"] == reading.events[-1].id
     assert status["attempt"] == 1
+
+
+async def test_start_event_names_the_model_plainly(client: httpx.AsyncClient, stack: Stack) -> None:
+    created = await create(client, max_tokens=1)
+    reading = await read_sse(client, created["events_url"])
+    start = reading.events[0]
+    assert start.event == "start"
+    assert '"model":"demo/story"' in start.data
+    assert start.json() == {"generation_id": created["id"], "model": "demo/story", "attempt": 1}
