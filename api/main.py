@@ -6,7 +6,11 @@ and the event feed and closes them on exit. Nothing is created at import time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,9 +20,11 @@ from redis.asyncio import Redis
 
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
-from api.routes import events, generations, health, models
+from api.hub import StreamHub
+from api.metrics import ApiMetrics
+from api.presence import Presence
+from api.routes import events, generations, health, metrics, models
 from api.state import AppState
-from api.tail import EventFeed
 from services.config import Settings
 from services.store import GenerationStore
 
@@ -26,25 +32,57 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
+    api_metrics = ApiMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.accepted_api_keys:
             log.warning("TOKENRELAY_API_KEYS is unset: the API accepts every request (dev only)")
         redis = Redis.from_url(settings.redis_url, decode_responses=True)
         queue = ArqRedis.from_url(settings.redis_url)
-        feed = EventFeed(redis)
+        # The hub's blocking read gets a connection of its own, outside the pool.
+        reader = Redis.from_url(
+            settings.redis_url, decode_responses=True, single_connection_client=True
+        )
+        replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        feed = StreamHub(
+            redis,
+            reader,
+            api_metrics,
+            queue_events=settings.viewer_queue_events,
+            replica_id=replica_id,
+        )
+        presence = Presence(redis, replica_id, ttl_s=settings.presence_ttl_s)
+        feed.on_viewers_changed.append(presence.viewers_changed)
         await feed.start()
+        await presence.start()
         store = GenerationStore(
             redis, retention_s=settings.retention_s, max_stream_events=settings.max_stream_events
         )
-        app.state.tokenrelay = AppState(
-            settings=settings, redis=redis, queue=queue, store=store, feed=feed
+        state = AppState(
+            settings=settings,
+            redis=redis,
+            queue=queue,
+            store=store,
+            feed=feed,
+            metrics=api_metrics,
+            presence=presence,
         )
+        app.state.tokenrelay = state
+
+        async def close_streams_on_drain() -> None:
+            await state.draining.wait()
+            feed.close_viewers()
+
+        drain_watch = asyncio.create_task(close_streams_on_drain())
         try:
             yield
         finally:
-            app.state.tokenrelay.draining.set()
+            state.draining.set()
+            await asyncio.sleep(0)  # let the drain watch run
+            drain_watch.cancel()
             await feed.stop()
+            await presence.stop()
             await queue.aclose()
             await redis.aclose()
 
@@ -55,7 +93,13 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (generations.router, events.router, models.router, health.router):
+    for router in (
+        generations.router,
+        events.router,
+        models.router,
+        health.router,
+        metrics.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

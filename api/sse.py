@@ -1,24 +1,55 @@
-"""Writing one SSE response: preamble, events, heartbeats, and an orderly end.
+"""Writing one SSE response: admission, events, heartbeats, slow clients, drain.
 
-The body is one async generator. It starts with a `retry:` field so that
-EventSource clients reconnect quickly, sends `: ping` whenever the feed has been
-quiet for the heartbeat interval (keeping proxies and load balancers from timing
-the connection out), stops after the terminal event, and when the process starts
-draining it sends a short `retry:` and ends so the client reconnects elsewhere.
-Client disconnects are noticed by Starlette, which cancels this generator; the
-feed's `finally` blocks release its subscription.
+The body (`sse_body`) is one async generator: a `retry:` field first so that
+EventSource clients reconnect quickly, then the feed's events, a `: ping` comment
+whenever the feed has been quiet for the heartbeat interval (so proxies and load
+balancers keep the connection), and the end after the terminal event. If the feed
+ends without one, the process is draining: it sends a short, jittered `retry:`
+so the client reconnects (to another replica) soon, without a stampede.
+
+The response (`EventStreamResponse`) races three things, written out here rather
+than in a task group per event:
+- sending: each write gets `send_timeout_s`. A client that stops reading fills
+  the socket buffers until uvicorn's flow control parks the write; after the
+  timeout the connection is dropped (the app returns without finishing the
+  response, which makes uvicorn close the transport). The hub never waited on
+  that client, so nobody else noticed.
+- disconnect: one small task waits for `http.disconnect` and cancels the writer,
+  which unwinds the feed's `finally` blocks (unsubscribe, presence) at once
+  instead of at the next heartbeat.
+- drain: the app closes every hub viewer when draining starts, so the feed
+  ends and the body adds its `retry:` hint; no per-connection watcher is needed.
+A process over its connection cap, or draining, answers 503 with `Retry-After`
+(and `retry:` for clients that asked for an event stream) before any work.
+The native format's bytes are the same for every viewer, so they are encoded once
+per event (a small cache keyed by the event), not once per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterable
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Iterable
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from starlette.responses import StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
+from api.capacity import ConnectionGate, Refusal
 from api.formats.base import StreamFormat
+from api.formats.native import NativeFormat
+from api.metrics import ApiMetrics
 from services.events import StoredEvent
+
+if TYPE_CHECKING:
+    from api.state import AppState
+
+log = logging.getLogger(__name__)
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache, no-transform",
@@ -27,48 +58,216 @@ SSE_HEADERS = {
 PING = b": ping\n\n"
 DRAIN_RETRY_MS = 250
 
+Feed = AsyncGenerator[StoredEvent | None, None]
 
-class EventStreamResponse(StreamingResponse):
-    media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
-        super().__init__(body, headers={**SSE_HEADERS, **(headers or {})})
+@lru_cache(maxsize=8192)
+def _native_frame(event: StoredEvent) -> bytes:
+    return NativeFormat().encode(event)
+
+
+def drain_retry() -> bytes:
+    """A short `retry:` with jitter, so reconnects after a drain spread out."""
+    return f"retry: {DRAIN_RETRY_MS + random.randint(0, 4 * DRAIN_RETRY_MS)}\n\n".encode()
 
 
 async def sse_body(
-    feed: AsyncIterator[StoredEvent | None],
+    feed: Feed,
     fmt: StreamFormat,
     *,
     retry_ms: int,
     preamble: Iterable[bytes] = (),
     draining: asyncio.Event,
-) -> AsyncIterator[bytes]:
+    metrics: ApiMetrics | None = None,
+) -> AsyncGenerator[bytes, None]:
     yield f"retry: {retry_ms}\n\n".encode()
     for chunk in preamble:
         yield chunk
-    drain_wait = asyncio.ensure_future(draining.wait())
+    native = type(fmt) is NativeFormat
     try:
-        while True:
-            next_item = asyncio.ensure_future(anext(feed))
-            await asyncio.wait({next_item, drain_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if not next_item.done():
-                next_item.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await next_item
-                yield f"retry: {DRAIN_RETRY_MS}\n\n".encode()
-                return
-            try:
-                item = next_item.result()
-            except StopAsyncIteration:
-                return
+        async for item in feed:
             if item is None:
                 yield PING
                 continue
-            chunk = fmt.encode(item)
+            chunk = _native_frame(item) if native else fmt.encode(item)
+            if metrics is not None:
+                metrics.delivered.inc()
+                published_ms = int(item.id.partition("-")[0])
+                metrics.lag.observe(max(0.0, time.time() - published_ms / 1000))
             if chunk:
                 yield chunk
             if item.is_terminal:
                 return
+            if draining.is_set():
+                break
+        # The feed ended without a terminal event: this process is going away.
+        yield drain_retry()
     finally:
-        drain_wait.cancel()
-        await feed.aclose()  # type: ignore[attr-defined]  # feeds are async generators
+        await feed.aclose()
+
+
+class EventStreamResponse(Response):
+    """A `text/event-stream` response with a send timeout, a connection cap and fast
+    disconnect handling. Without a gate it admits everything."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        body: AsyncGenerator[bytes, None],
+        headers: dict[str, str] | None = None,
+        *,
+        gate: ConnectionGate | None = None,
+        send_timeout_s: float | None = None,
+        metrics: ApiMetrics | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = background
+        self.gate = gate
+        self.send_timeout_s = send_timeout_s
+        self.metrics = metrics
+        self.init_headers({**SSE_HEADERS, **(headers or {})})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self.gate.try_acquire() if self.gate is not None else None
+        if refusal is not None:
+            assert self.gate is not None
+            await self.body_iterator.aclose()
+            await StreamRefused(self.gate, refusal, self.metrics)(scope, receive, send)
+            return
+        if self.metrics is not None:
+            self.metrics.sse_open.inc()
+        try:
+            await self._stream(receive, send)
+        finally:
+            if self.metrics is not None:
+                self.metrics.sse_open.dec()
+            if self.gate is not None:
+                self.gate.release()
+        if self.background is not None:
+            await self.background()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        writer = asyncio.current_task()
+        assert writer is not None
+        finished = False
+        disconnected = False
+
+        async def watch_disconnect() -> None:
+            nonlocal disconnected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not finished:
+                disconnected = True
+                writer.cancel()
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            try:
+                await self._send(send, {"type": "http.response.start", "status": 200,
+                                         "headers": self.raw_headers})  # fmt: skip
+                async for chunk in self.body_iterator:
+                    await self._send(
+                        send, {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+                await self._send(send, {"type": "http.response.body", "body": b""})
+            finally:
+                finished = True
+                watcher.cancel()
+                await self.body_iterator.aclose()
+        except TimeoutError:
+            # The client stopped reading: drop it. Returning without finishing the
+            # response makes the server close the connection.
+            if self.metrics is not None:
+                self.metrics.dropped.labels("send_timeout").inc()
+            log.info("dropped an SSE client that stopped reading for %ss", self.send_timeout_s)
+        except asyncio.CancelledError:
+            if not disconnected or writer.uncancel() > 0:
+                raise
+        except OSError:
+            pass  # the client went away mid-write
+
+    async def _send(self, send: Send, message: dict[str, object]) -> None:
+        if self.send_timeout_s is None:
+            await send(message)
+            return
+        async with asyncio.timeout(self.send_timeout_s):
+            await send(message)
+
+
+class StreamRefused(Response):
+    """503 for a stream this process will not take: full, or draining.
+
+    JSON in the contract's error shape, or, for a client that asked for
+    `text/event-stream` (every EventSource does), the same error as an `error`
+    event after a `retry:` field carrying the jittered advice."""
+
+    def __init__(
+        self, gate: ConnectionGate, refusal: Refusal, metrics: ApiMetrics | None = None
+    ) -> None:
+        self.status_code = 503
+        self.background = None
+        self.retry_after_s, self.retry_ms = gate.retry_advice(refusal)
+        self.refusal = refusal
+        if metrics is not None:
+            metrics.rejected.labels(refusal).inc()
+        self.init_headers({"Retry-After": str(self.retry_after_s), **SSE_HEADERS})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = (
+            "this replica is shutting down; reconnect (another replica will answer)"
+            if self.refusal == "draining"
+            else "too many open event streams on this replica; retry shortly"
+        )
+        error = json.dumps({"error": {"type": "unavailable", "message": message}})
+        accept = dict(scope.get("headers") or ()).get(b"accept", b"")
+        if b"text/event-stream" in accept:
+            body = f"retry: {self.retry_ms}\n\nevent: error\ndata: {error}\n\n".encode()
+            content_type = b"text/event-stream"
+        else:
+            body = error.encode()
+            content_type = b"application/json"
+        headers = [
+            *self.raw_headers,
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def refuse_stream(state: AppState) -> StreamRefused | None:
+    """A 503 to answer at once when this process would refuse a stream anyway,
+    before the route spends Redis reads on it; None when it may go ahead."""
+    refusal = state.gate.refusal()
+    return None if refusal is None else StreamRefused(state.gate, refusal, state.metrics)
+
+
+def event_stream(
+    state: AppState,
+    feed: Feed,
+    fmt: StreamFormat,
+    *,
+    preamble: Iterable[bytes] = (),
+    headers: dict[str, str] | None = None,
+) -> EventStreamResponse:
+    """The SSE response for `feed` with every transport guard this process has:
+    connection cap, send timeout, drain and metrics. Use it for every stream
+    (the OpenAI and Anthropic front doors too)."""
+    body = sse_body(
+        feed,
+        fmt,
+        retry_ms=state.settings.sse_retry_ms,
+        preamble=preamble,
+        draining=state.draining,
+        metrics=state.metrics,
+    )
+    return EventStreamResponse(
+        body,
+        headers=headers,
+        gate=state.gate,
+        send_timeout_s=state.settings.sse_send_timeout_s,
+        metrics=state.metrics,
+    )
