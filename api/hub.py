@@ -32,6 +32,8 @@ Choices, and why:
   bounded queue. A full queue detaches that viewer (a flag and a wake-up), so
   nobody else waits. The viewer drains what it has, reads from Redis on its own
   cursor until caught up, and attaches again with the same seam procedure.
+- Backlog reads share a small semaphore: a thousand clients resuming at once
+  cost Redis a steady trickle of XRANGEs and the pool a few connections.
 - A stream stops being tailed once its terminal event is dispatched, or when its
   last viewer leaves. A stream whose last entry is already terminal is never
   tailed at all.
@@ -166,6 +168,7 @@ class StreamHub:
         page: int = 500,
         block_ms: int = 30_000,
         replica_id: str | None = None,
+        max_concurrent_reads: int = 8,
     ) -> None:
         """`redis` is the command pool (backlog reads, wakes); `reader` must be a
         dedicated single-connection client with no socket timeout, used only here."""
@@ -185,6 +188,7 @@ class StreamHub:
         self._all: set[Viewer] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._read_slots = asyncio.Semaphore(max_concurrent_reads)
         self.on_viewers_changed: list[Callable[[str, int], None]] = []
         metrics.watch_viewers(lambda: dict(self._viewers))
 
@@ -296,11 +300,14 @@ class StreamHub:
             callback(gen_id, self._viewers.get(gen_id, 0))
 
     async def _read_range(self, gen_id: str, after: str, until: str) -> list[StoredEvent]:
-        self._metrics.backlog_reads.inc()
-        self._metrics.hub_commands.labels("XRANGE").inc()
-        entries = await self._redis.xrange(
-            keys.events(gen_id), min=f"({after}", max=until, count=self._page
-        )
+        # Bounded, so a crowd reconnecting at once (after a drain elsewhere) neither
+        # floods Redis nor grows the command pool by one connection per viewer.
+        async with self._read_slots:
+            self._metrics.backlog_reads.inc()
+            self._metrics.hub_commands.labels("XRANGE").inc()
+            entries = await self._redis.xrange(
+                keys.events(gen_id), min=f"({after}", max=until, count=self._page
+            )
         return [stored_event_from_entry(entry_id, fields) for entry_id, fields in entries]
 
     async def _attach(self, viewer: Viewer) -> str:
@@ -309,8 +316,9 @@ class StreamHub:
         tail = self._tails.get(viewer.gen_id)
         created = False
         if tail is None:
-            self._metrics.hub_commands.labels("XREVRANGE").inc()
-            head = await self._redis.xrevrange(keys.events(viewer.gen_id), count=1)
+            async with self._read_slots:
+                self._metrics.hub_commands.labels("XREVRANGE").inc()
+                head = await self._redis.xrevrange(keys.events(viewer.gen_id), count=1)
             tail = self._tails.get(viewer.gen_id)  # another viewer may have won the race
             if tail is None:
                 last = str(head[0][0]) if head else START

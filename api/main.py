@@ -38,11 +38,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.accepted_api_keys:
             log.warning("TOKENRELAY_API_KEYS is unset: the API accepts every request (dev only)")
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        redis = Redis.from_url(
+            settings.redis_url, decode_responses=True, client_name="tokenrelay-api"
+        )
         queue = ArqRedis.from_url(settings.redis_url)
         # The hub's blocking read gets a connection of its own, outside the pool.
         reader = Redis.from_url(
-            settings.redis_url, decode_responses=True, single_connection_client=True
+            settings.redis_url,
+            decode_responses=True,
+            single_connection_client=True,
+            client_name="tokenrelay-hub",
         )
         replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         feed = StreamHub(
