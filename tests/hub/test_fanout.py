@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +31,7 @@ def api_connections(url: str) -> tuple[int, int]:
     """(connections the API holds, of which blocked in XREAD) per CLIENT LIST."""
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
-        clients = client.client_list()
+        clients: list[dict[str, Any]] = client.client_list()  # type: ignore[assignment]  # sync client: a list
     finally:
         client.close()
     ours = [c for c in clients if c.get("name", "").startswith("tokenrelay-")]
@@ -37,8 +39,11 @@ def api_connections(url: str) -> tuple[int, int]:
     return len(ours), len(blocked)
 
 
-def is_delta(text: str) -> object:
-    return lambda event: event.event == "delta" and event.json()["text"] == text
+def is_delta(text: str) -> Callable[[SseEvent], bool]:
+    def matches(event: SseEvent) -> bool:
+        return event.event == "delta" and bool(event.json()["text"] == text)
+
+    return matches
 
 
 async def test_many_viewers_of_one_stream_use_a_constant_number_of_connections(
@@ -57,13 +62,13 @@ async def test_many_viewers_of_one_stream_use_a_constant_number_of_connections(
                 viewer = await RawSse.open(api.port, path, rcvbuf=65536)
                 await viewer.read_head()
                 assert viewer.status == 200
-                await viewer.read_events(until=is_delta("first "))  # type: ignore[arg-type]
+                await viewer.read_events(until=is_delta("first "))
                 viewers.append(viewer)
 
         await open_viewers(3)
         await publisher.delta(gen_id, "second ")
         for viewer in viewers:
-            await viewer.read_events(until=is_delta("second "))  # type: ignore[arg-type]
+            await viewer.read_events(until=is_delta("second "))
         few_total, few_blocked = api_connections(own_redis_url)
 
         await open_viewers(97)
@@ -96,7 +101,7 @@ async def test_stalled_viewer_does_not_delay_others_and_then_assembles_exact_tex
 
     stalled = await RawSse.open(api.port, path, rcvbuf=4096)
     await stalled.read_head()
-    await stalled.read_events(until=is_delta("first "))  # type: ignore[arg-type]
+    await stalled.read_events(until=is_delta("first "))
     # From here on it reads nothing until the others are done.
 
     async with httpx.AsyncClient(base_url=api.base_url, timeout=120) as client:
@@ -179,7 +184,7 @@ async def test_backlog_then_live_viewers_cross_the_seam_without_gap_or_duplicate
         add_viewer(None)
         publishing = asyncio.create_task(publish_until_all_joined())
         for threshold in (200, 700, 1600):
-            await eventually(lambda t=threshold: _reached(lambda: published, t), what="progress")
+            await eventually(partial(_reached, lambda: published, threshold), what="progress")
             add_viewer(None)  # from the first event: a long backlog, then live
             ids = await publisher.entry_ids(gen_id)
             add_viewer(ids[len(ids) // 2])  # resuming from the middle
@@ -195,6 +200,5 @@ async def test_backlog_then_live_viewers_cross_the_seam_without_gap_or_duplicate
         assert assemble_text(first) == publisher.text(gen_id)
 
 
-async def _reached(value: object, threshold: int) -> bool:
-    assert callable(value)
-    return bool(value() >= threshold)
+async def _reached(value: Callable[[], int], threshold: int) -> bool:
+    return value() >= threshold
