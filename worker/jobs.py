@@ -94,6 +94,7 @@ class GenerationRun:
         except PublishRefused as refused:
             return await self._after_refusal(refused, publisher)
         except ProviderError as exc:
+            self.runtime.metrics.provider_error(grant.request.provider, exc.error_type)
             return await self._finish_failed(publisher, exc.error_type, exc.message, exc.retryable)
         except Exception:
             log.exception("generation %s failed unexpectedly", self.gen_id)
@@ -117,7 +118,8 @@ class GenerationRun:
                 f"provider '{request.provider}' is not configured on this worker",
                 retryable=False,
             )
-        async with aclosing(provider.stream(request)) as chunks:
+        observed = self.runtime.metrics.observe_stream(request.provider, provider.stream(request))
+        async with aclosing(observed) as chunks:
             async for chunk in chunks:
                 if isinstance(chunk, TextChunk):
                     await publisher.add_text(chunk.text)

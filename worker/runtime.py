@@ -5,7 +5,7 @@ Built once in arq's `on_startup` and closed in `on_shutdown`; jobs find it in ct
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -13,6 +13,7 @@ from services.config import Settings
 from services.providers.base import Provider
 from services.store import GenerationStore
 from worker.cancel import CancelListener
+from worker.metrics import WorkerMetrics
 
 
 @dataclass
@@ -22,6 +23,7 @@ class WorkerRuntime:
     store: GenerationStore
     providers: dict[str, Provider]
     cancels: CancelListener
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     @classmethod
     async def start(cls, settings: Settings, providers: dict[str, Provider]) -> WorkerRuntime:
@@ -31,8 +33,12 @@ class WorkerRuntime:
         )
         cancels = CancelListener(redis)
         await cancels.start()
-        return cls(settings, redis, store, providers, cancels)
+        runtime = cls(settings, redis, store, providers, cancels)
+        if settings.worker_metrics_port:
+            runtime.metrics.serve(settings.worker_metrics_port)
+        return runtime
 
     async def close(self) -> None:
+        self.metrics.close()
         await self.cancels.stop()
         await self.redis.aclose()
