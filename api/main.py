@@ -7,6 +7,7 @@ and the event feed and closes them on exit. Nothing is created at import time.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -74,6 +75,10 @@ def create_app(settings: Settings) -> FastAPI:
             presence=presence,
         )
         app.state.tokenrelay = state
+        await state.watchdog.start()
+        # Everything built so far lives as long as the process: keep it out of the
+        # cyclic collector's full passes, which otherwise stall every stream.
+        gc.freeze()
 
         async def close_streams_on_drain() -> None:
             await state.draining.wait()
@@ -87,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.sleep(0)  # let the drain watch run
             drain_watch.cancel()
             await feed.stop()
+            await state.watchdog.stop()
             await presence.stop()
             await queue.aclose()
             await redis.aclose()

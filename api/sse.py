@@ -13,7 +13,8 @@ than in a task group per event:
   the socket buffers until uvicorn's flow control parks the write; after the
   timeout the connection is dropped (the app returns without finishing the
   response, which makes uvicorn close the transport). The hub never waited on
-  that client, so nobody else noticed.
+  that client, so nobody else noticed. One `SendWatchdog` per process checks the
+  writes in progress, rather than a timer armed and disarmed for every event.
 - disconnect: one small task waits for `http.disconnect` and cancels the writer,
   which unwinds the feed's `finally` blocks (unsubscribe, presence) at once
   instead of at the next heartbeat.
@@ -28,6 +29,7 @@ per event (a small cache keyed by the event), not once per connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -119,6 +121,7 @@ class EventStreamResponse(Response):
         *,
         gate: ConnectionGate | None = None,
         send_timeout_s: float | None = None,
+        watchdog: SendWatchdog | None = None,
         metrics: ApiMetrics | None = None,
         background: BackgroundTask | None = None,
     ) -> None:
@@ -127,7 +130,11 @@ class EventStreamResponse(Response):
         self.background = background
         self.gate = gate
         self.send_timeout_s = send_timeout_s
+        self.watchdog = watchdog
         self.metrics = metrics
+        self._writer: asyncio.Task[object] | None = None
+        self._finished = False
+        self._interrupted: str | None = None
         self.init_headers({**SSE_HEADERS, **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -152,16 +159,12 @@ class EventStreamResponse(Response):
     async def _stream(self, receive: Receive, send: Send) -> None:
         writer = asyncio.current_task()
         assert writer is not None
-        finished = False
-        disconnected = False
+        self._writer = writer
 
         async def watch_disconnect() -> None:
-            nonlocal disconnected
             while (await receive())["type"] != "http.disconnect":
                 pass
-            if not finished:
-                disconnected = True
-                writer.cancel()
+            self.interrupt("disconnect")
 
         watcher = asyncio.create_task(watch_disconnect())
         try:
@@ -174,27 +177,77 @@ class EventStreamResponse(Response):
                     )
                 await self._send(send, {"type": "http.response.body", "body": b""})
             finally:
-                finished = True
+                self._finished = True
                 watcher.cancel()
                 await self.body_iterator.aclose()
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and (
+                self._interrupted is None or writer.uncancel() > 0
+            ):
+                raise  # not ours: the server is cancelling the request
+            if self._interrupted == "disconnect":
+                return
             # The client stopped reading: drop it. Returning without finishing the
             # response makes the server close the connection.
             if self.metrics is not None:
                 self.metrics.dropped.labels("send_timeout").inc()
-            log.info("dropped an SSE client that stopped reading for %ss", self.send_timeout_s)
-        except asyncio.CancelledError:
-            if not disconnected or writer.uncancel() > 0:
-                raise
+            log.info("dropped an SSE client that accepted no bytes for %ss", self.send_timeout_s)
         except OSError:
             pass  # the client went away mid-write
 
-    async def _send(self, send: Send, message: dict[str, object]) -> None:
-        if self.send_timeout_s is None:
-            await send(message)
+    def interrupt(self, reason: str) -> None:
+        """Stop this response from outside (disconnect, send timeout), once."""
+        if self._finished or self._interrupted is not None or self._writer is None:
             return
-        async with asyncio.timeout(self.send_timeout_s):
+        self._interrupted = reason
+        self._writer.cancel()
+
+    async def _send(self, send: Send, message: dict[str, object]) -> None:
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.sending[self] = watchdog.now()
+            try:
+                await send(message)
+            finally:
+                watchdog.sending.pop(self, None)
+        elif self.send_timeout_s is not None:
+            async with asyncio.timeout(self.send_timeout_s):
+                await send(message)
+        else:
             await send(message)
+
+
+class SendWatchdog:
+    """Send timeouts for every SSE response of a process, with one timer.
+
+    A timeout per write (`asyncio.timeout`) would schedule and cancel a timer for
+    every event on every connection; here a write only notes when it started, and
+    one task checks the notes a few times per timeout."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.sending: dict[EventStreamResponse, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.now = time.monotonic
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="sse-send-watchdog")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        interval = min(1.0, self.timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            deadline = self.now() - self.timeout_s
+            for response, since in list(self.sending.items()):
+                if since < deadline:
+                    self.sending.pop(response, None)
+                    response.interrupt("send_timeout")
 
 
 class StreamRefused(Response):
@@ -269,5 +322,6 @@ def event_stream(
         headers=headers,
         gate=state.gate,
         send_timeout_s=state.settings.sse_send_timeout_s,
+        watchdog=state.watchdog,
         metrics=state.metrics,
     )

@@ -16,6 +16,7 @@ from api.capacity import ConnectionGate
 from api.hub import StreamHub
 from api.metrics import ApiMetrics
 from api.presence import Presence
+from api.sse import SendWatchdog
 from services.config import Settings
 from services.store import GenerationStore
 
@@ -32,6 +33,7 @@ class AppState:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     presence: Presence | None = None
     gate: ConnectionGate = field(init=False)
+    watchdog: SendWatchdog = field(init=False)
     """Open SSE connections and the cap; refuses new streams while draining."""
 
     def __post_init__(self) -> None:
@@ -40,3 +42,4 @@ class AppState:
             self.draining,
             retry_base_s=self.settings.sse_cap_retry_s,
         )
+        self.watchdog = SendWatchdog(self.settings.sse_send_timeout_s)

@@ -1,0 +1,213 @@
+"""Run every benchmark against the hub and the naive baseline, side by side.
+
+    python -m bench.run            # the full run (about 10 minutes on 2 cores)
+    python -m bench.run --quick    # small sizes for CI (under a minute)
+    python -m bench.run --json out.json
+
+It starts its own redis-server on a free port (never the machine's 6379), the
+`tokenrelay api` under test and the baseline `bench.naive`, one after the other
+against the same Redis, and the client processes; everything talks to
+127.0.0.1 only and everything is stopped at the end. Figures are printed as
+Markdown tables (copied into bench/README.md) and optionally saved as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import (
+    Harness,
+    IdleMemory,
+    Window,
+    idle_memory,
+    latency,
+    load_conditions,
+    throughput,
+)
+from bench.servers import Server, raise_fd_limit
+from cli.redis_server import find_redis_server, private_redis
+
+SYSTEMS = ("hub", "naive")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    viewers: tuple[int, ...]
+    multi: tuple[int, int]
+    rate: float
+    seconds: float
+    ramp_viewers: int
+    ramp_rates: tuple[float, ...]
+    ramp_seconds: float
+    idle_connections: int
+    clients: int
+
+
+FULL = Sizes(
+    viewers=(1, 100, 1000),
+    multi=(100, 10),
+    rate=10.0,
+    seconds=6.0,
+    ramp_viewers=1000,
+    ramp_rates=(2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0),
+    ramp_seconds=4.0,
+    idle_connections=5000,
+    clients=2,
+)
+QUICK = Sizes(
+    viewers=(1, 10, 100),
+    multi=(10, 5),
+    rate=10.0,
+    seconds=1.5,
+    ramp_viewers=100,
+    ramp_rates=(5.0, 20.0),
+    ramp_seconds=1.5,
+    idle_connections=300,
+    clients=1,
+)
+
+
+async def run_system(kind: str, redis_url: str, sizes: Sizes, harness: Harness) -> dict[str, Any]:
+    server = Server(kind, redis_url)
+    try:
+        windows: list[Window] = []
+        for viewers in sizes.viewers:
+            windows.append(await latency(harness, server, 1, viewers, sizes.rate, sizes.seconds))
+            print(f"  {kind}: 1 stream x {viewers} viewers done", file=sys.stderr, flush=True)
+        streams, per_stream = sizes.multi
+        windows.append(
+            await latency(harness, server, streams, per_stream, sizes.rate, sizes.seconds)
+        )
+        print(f"  {kind}: {streams} streams x {per_stream} done", file=sys.stderr, flush=True)
+        ramp = await throughput(
+            harness, server, sizes.ramp_viewers, list(sizes.ramp_rates), sizes.ramp_seconds
+        )
+        print(f"  {kind}: throughput ramp done", file=sys.stderr, flush=True)
+        memory = await idle_memory(harness, server, sizes.idle_connections)
+        print(f"  {kind}: idle memory done", file=sys.stderr, flush=True)
+        return {"latency": windows, "ramp": ramp, "memory": memory}
+    finally:
+        server.stop()
+
+
+def best_rate(ramp: list[Window], limit_ms: float = 50.0) -> Window | None:
+    good = [w for w in ramp if w.p99_ms <= limit_ms and w.delivered >= 0.95 * w.expected]
+    return max(good, key=lambda w: w.delivered_per_s, default=None)
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def report(results: dict[str, dict[str, Any]], sizes: Sizes, conditions: dict[str, Any]) -> str:
+    lines = [
+        f"Load: {conditions['cpus']} CPUs, load average before {conditions['before']}, "
+        f"after {conditions['after']}; {sizes.clients} client process(es).",
+        "",
+        f"### Publish-to-receive latency ({fmt(sizes.rate, 0)} events/s per stream, "
+        f"{fmt(sizes.seconds, 0)} s)",
+        "",
+        "| viewers | system | p50 ms | p99 ms | max ms | delivered/expected "
+        "| Redis cmds per delivered event |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for index in range(len(results["hub"]["latency"])):
+        for kind in SYSTEMS:
+            w: Window = results[kind]["latency"][index]
+            lines.append(
+                f"| {w.label} | {kind} | {fmt(w.p50_ms)} | {fmt(w.p99_ms)} | {fmt(w.max_ms)} "
+                f"| {w.delivered}/{w.expected} | {fmt(w.commands_per_event, 4)} |"
+            )
+    lines += [
+        "",
+        f"### Throughput: delivered events/s at p99 <= 50 ms, 1 stream x {sizes.ramp_viewers} "
+        "viewers",
+        "",
+        "| system | publish rate | delivered/s | p50 ms | p99 ms | Redis cmds/event |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in SYSTEMS:
+        for w in results[kind]["ramp"]:
+            lines.append(
+                f"| {kind} | {fmt(w.rate, 0)}/s | {fmt(w.delivered_per_s, 0)} | {fmt(w.p50_ms)} "
+                f"| {fmt(w.p99_ms)} | {fmt(w.commands_per_event, 4)} |"
+            )
+    best = {kind: best_rate(results[kind]["ramp"]) for kind in SYSTEMS}
+    hub_best, naive_best = best["hub"], best["naive"]
+    hub_rate = hub_best.delivered_per_s if hub_best else 0.0
+    naive_rate = naive_best.delivered_per_s if naive_best else 0.0
+    ratio = hub_rate / naive_rate if naive_rate else float("inf")
+    lines += [
+        "",
+        f"Best within the limit: hub {fmt(hub_rate, 0)}/s, naive {fmt(naive_rate, 0)}/s "
+        f"(x{fmt(ratio, 1)}).",
+        "",
+        "### Memory per idle SSE connection",
+        "",
+        "| system | connections | server RSS before KiB | after KiB | KiB per connection "
+        "| Redis memory delta KiB | Redis clients |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in SYSTEMS:
+        m: IdleMemory = results[kind]["memory"]
+        lines.append(
+            f"| {kind} | {m.connections} (errors {m.errors}) | {m.server_rss_before_kib:,} "
+            f"| {m.server_rss_after_kib:,} | {fmt(m.per_connection_kib)} "
+            f"| {fmt(m.redis_memory_delta_kib, 0)} | {m.redis_clients} |"
+        )
+    return "\n".join(lines)
+
+
+async def main_async(sizes: Sizes, json_path: str | None) -> int:
+    limit = raise_fd_limit()
+    if limit < sizes.idle_connections * 2 + 200:
+        print(f"open-file limit {limit} is too low for this run", file=sys.stderr)
+        return 1
+    binary = find_redis_server()
+    if binary is None:
+        print("no redis-server found", file=sys.stderr)
+        return 1
+    conditions: dict[str, Any] = {**load_conditions()}
+    conditions["before"] = conditions.pop("loadavg")
+    with private_redis(binary, extra_args=("--maxclients", str(limit - 100))) as redis_url:
+        harness = Harness(redis_url, sizes.clients)
+        try:
+            results = {}
+            for kind in SYSTEMS:
+                print(f"{kind}:", file=sys.stderr, flush=True)
+                results[kind] = await run_system(kind, redis_url, sizes, harness)
+        finally:
+            await harness.close()
+    conditions["after"] = load_conditions()["loadavg"]
+    print(report(results, sizes, conditions))
+    if json_path:
+        serializable = {
+            kind: {
+                "latency": [asdict(w) for w in data["latency"]],
+                "ramp": [asdict(w) for w in data["ramp"]],
+                "memory": asdict(data["memory"]),
+            }
+            for kind, data in results.items()
+        }
+        payload = json.dumps({"conditions": conditions, "results": serializable}, indent=1)
+        await asyncio.to_thread(Path(json_path).write_text, payload)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes for CI")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    return asyncio.run(main_async(QUICK if args.quick else FULL, args.json))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
