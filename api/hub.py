@@ -32,6 +32,9 @@ Choices, and why:
   bounded queue. A full queue detaches that viewer (a flag and a wake-up), so
   nobody else waits. The viewer drains what it has, reads from Redis on its own
   cursor until caught up, and attaches again with the same seam procedure.
+- Heartbeats: a waiting viewer arms no timer; one sweep per process, a few
+  times per heartbeat interval, wakes the viewers that have been quiet, so a
+  delivery costs no timer to arm and cancel.
 - Backlog reads share a small semaphore: a thousand clients resuming at once
   cost Redis a steady trickle of XRANGEs and the pool a few connections.
 - A stream stops being tailed once its terminal event is dispatched, or when its
@@ -81,7 +84,17 @@ CLOSED: Final = _Signal("CLOSED")
 class Viewer:
     """One SSE connection's place in the fan-out: a bounded queue of event batches."""
 
-    __slots__ = ("_batches", "_waiter", "capacity", "closed", "detached", "gen_id", "queued")
+    __slots__ = (
+        "_batches",
+        "_waiter",
+        "capacity",
+        "closed",
+        "detached",
+        "gen_id",
+        "idle_s",
+        "queued",
+        "waiting_since",
+    )
 
     def __init__(self, gen_id: str, capacity: int) -> None:
         self.gen_id = gen_id
@@ -89,6 +102,8 @@ class Viewer:
         self.queued = 0
         self.detached = False
         self.closed = False
+        self.idle_s = float("inf")
+        self.waiting_since = 0.0
         self._batches: deque[list[StoredEvent]] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
@@ -98,20 +113,21 @@ class Viewer:
             return False
         self._batches.append(batch)
         self.queued += len(batch)
-        self._wake()
+        self.wake()
         return True
 
     def detach(self) -> None:
         self.detached = True
-        self._wake()
+        self.wake()
 
     def close(self) -> None:
         self.closed = True
-        self._wake()
+        self.wake()
 
-    async def next_batch(self, timeout_s: float) -> list[StoredEvent] | _Signal:
+    async def next_batch(self) -> list[StoredEvent] | _Signal:
         """The next queued batch; DETACHED once the queue is drained after a detach;
-        CLOSED when the hub stops; IDLE after `timeout_s` with nothing."""
+        CLOSED when the hub stops; IDLE when the hub's idle sweep finds it quiet for
+        `idle_s` (one sweep per process instead of a timer per wait)."""
         if self.closed:
             return CLOSED
         if not self._batches:
@@ -119,11 +135,10 @@ class Viewer:
                 return DETACHED
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout_s, self._wake)
+            self.waiting_since = loop.time()
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
             if self.closed:
                 return CLOSED
@@ -139,7 +154,7 @@ class Viewer:
         self.queued = 0
         self.detached = False
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -189,6 +204,8 @@ class StreamHub:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._read_slots = asyncio.Semaphore(max_concurrent_reads)
+        self._idle_check_s = 1.0
+        self._sweeper: asyncio.Task[None] | None = None
         self.on_viewers_changed: list[Callable[[str, int], None]] = []
         metrics.watch_viewers(lambda: dict(self._viewers))
 
@@ -196,14 +213,16 @@ class StreamHub:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._read_forever(), name="hub-reader")
+        self._sweeper = asyncio.create_task(self._sweep_idle(), name="hub-idle-sweep")
 
     async def stop(self) -> None:
         """Close every viewer (their streams end with a retry hint) and stop reading."""
         self.close_viewers()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._wake_key)
         await self._reader.aclose()
@@ -248,6 +267,8 @@ class StreamHub:
         """Events after `cursor`, oldest first; `None` after `idle_s` of quiet (send a
         heartbeat); ends after the terminal event, or early when the hub closes."""
         async with self.subscribe(gen_id) as viewer:
+            viewer.idle_s = idle_s
+            self._idle_check_s = min(self._idle_check_s, idle_s / 4)
             last = cursor
             while not viewer.closed:
                 # 1. Catch up from Redis on our own cursor, outside the live feed.
@@ -276,20 +297,22 @@ class StreamHub:
                 # 3. Live, until the stream ends, the queue overflows or the hub closes.
                 last_key = cursor_key(last)
                 while True:
-                    batch = await viewer.next_batch(idle_s)
+                    batch = await viewer.next_batch()
                     if batch is IDLE:
                         yield None
                         continue
                     if not isinstance(batch, list):
                         break  # DETACHED: back to step 1; CLOSED: the loop condition ends it
-                    for event in batch:
-                        event_key = cursor_key(event.id)
-                        if event_key <= last_key:
+                    if cursor_key(batch[0].id) <= last_key:  # rare: overlaps what we have
+                        batch = [e for e in batch if cursor_key(e.id) > last_key]
+                        if not batch:
                             continue
+                    for event in batch:
                         yield event
-                        last, last_key = event.id, event_key
                         if event.is_terminal:
                             return
+                    last = batch[-1].id
+                    last_key = cursor_key(last)
                 if batch is DETACHED:
                     self._metrics.slow_switches.inc()
 
@@ -358,6 +381,16 @@ class StreamHub:
             await self._redis.xadd(self._wake_key, {"w": "1"}, maxlen=1)
         except (RedisError, OSError):
             log.warning("hub: could not wake the reader; it picks up new streams on its next read")
+
+    async def _sweep_idle(self) -> None:
+        """Wake viewers that have waited `idle_s` (minus one sweep) so they send a ping."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._idle_check_s)
+            now = loop.time()
+            for viewer in self._all:
+                if now - viewer.waiting_since >= viewer.idle_s - self._idle_check_s:
+                    viewer.wake()
 
     async def _read_forever(self) -> None:
         backoff = 0.1

@@ -8,6 +8,7 @@ import httpx
 
 from tests.hub.conftest import ApiFactory
 from tests.hub.support import DirectPublisher, RawSse, eventually
+from tests.support.sse import iter_sse
 
 
 async def test_viewers_are_counted_across_replicas_and_expire_with_a_dead_one(
@@ -67,3 +68,21 @@ async def test_metrics_endpoint_exports_hub_and_transport_figures(
     ):
         assert name in metrics.text, name
     assert "tokenrelay_sse_events_delivered_total 3.0" in metrics.text  # start, delta, done
+
+
+async def test_quiet_stream_gets_heartbeats_from_the_idle_sweep(
+    start_api: ApiFactory, publisher: DirectPublisher
+) -> None:
+    api = start_api(TOKENRELAY_HEARTBEAT_S="0.5")
+    gen_id = await publisher.start()
+    async with (
+        httpx.AsyncClient(base_url=api.base_url, timeout=60) as client,
+        client.stream("GET", f"/v1/generations/{gen_id}/events") as response,
+    ):
+        comments: list[str] = []
+        async for item in iter_sse(response):
+            if isinstance(item, str):
+                comments.append(item)
+                if len(comments) == 3:
+                    break
+    assert comments == ["ping", "ping", "ping"]
