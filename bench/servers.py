@@ -37,6 +37,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A server under test: `tokenrelay api` (the hub) or `bench.naive` (the baseline)."""
 
@@ -76,6 +82,10 @@ class Server:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
 
     @property
     def rss_kib(self) -> int:
