@@ -410,7 +410,20 @@ class StreamHub:
                 continue
             backoff = 0.1
             for key, entries in reply or ():
-                self._dispatch(key, entries)
+                try:
+                    self._dispatch(key, entries)
+                except (KeyError, ValueError, UnicodeDecodeError) as exc:
+                    # An entry not written by tokenrelay is skipped, rather than
+                    # stopping every stream of the process.
+                    self._metrics.hub_errors.inc()
+                    log.error("hub: skipped a malformed entry in %s (%s)", key, type(exc).__name__)
+                    self._skip_past(key, entries)
+
+    def _skip_past(self, key: str, entries: list[Any]) -> None:
+        gen_id = self._by_key.get(key)
+        tail = self._tails.get(gen_id) if gen_id is not None else None
+        if tail is not None and entries:
+            tail.cursor = str(entries[-1][0])
 
     def _dispatch(self, key: str, entries: list[Any]) -> None:
         if key == self._wake_key:

@@ -20,10 +20,17 @@ Names and what they answer:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -41,17 +48,10 @@ class ApiMetrics:
         self.sse_open = Gauge(
             "tokenrelay_sse_connections_open", "Open SSE connections.", registry=r
         )
-        self.delivered = Counter(
-            "tokenrelay_sse_events_delivered",
-            "Events written to SSE connections.",
-            registry=r,
-        )
-        self.lag = Histogram(
-            "tokenrelay_publish_to_send_seconds",
-            "Time from an event's XADD (its entry id) to its write on an SSE connection.",
-            buckets=_LAG_BUCKETS,
-            registry=r,
-        )
+        # Written for every event on every connection: plain counters summed at
+        # scrape time, not prometheus-client objects with a lock per update.
+        self.delivery = DeliveryStats()
+        r.register(_DeliveryCollector(self.delivery))
         self.backlog_reads = Counter(
             "tokenrelay_hub_backlog_reads",
             "XRANGE reads of a viewer's own backlog (joining late, resuming, catching up).",
@@ -92,6 +92,46 @@ class ApiMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class DeliveryStats:
+    """Events written and their publish-to-send lag, counted without locks: every
+    update and every scrape runs on the API process's event loop."""
+
+    __slots__ = ("buckets", "count", "lag_sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lag_sum = 0.0
+        self.buckets = [0] * (len(_LAG_BUCKETS) + 1)
+
+    def add(self, lag_s: float) -> None:
+        self.count += 1
+        self.lag_sum += lag_s
+        self.buckets[bisect_left(_LAG_BUCKETS, lag_s)] += 1
+
+
+class _DeliveryCollector(Collector):
+    def __init__(self, stats: DeliveryStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._stats
+        delivered = CounterMetricFamily(
+            "tokenrelay_sse_events_delivered", "Events written to SSE connections."
+        )
+        delivered.add_metric([], stats.count)
+        yield delivered
+        cumulative, buckets = 0, []
+        for bound, count in zip((*_LAG_BUCKETS, float("inf")), stats.buckets, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+        lag = HistogramMetricFamily(
+            "tokenrelay_publish_to_send_seconds",
+            "Time from an event's XADD (its entry id) to its write on an SSE connection.",
+        )
+        lag.add_metric([], buckets, sum_value=stats.lag_sum)
+        yield lag
 
 
 class _ViewersCollector(Collector):

@@ -38,6 +38,7 @@ from collections.abc import AsyncGenerator, Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from redis.exceptions import RedisError
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -86,16 +87,15 @@ async def sse_body(
     for chunk in preamble:
         yield chunk
     native = type(fmt) is NativeFormat
+    delivery = metrics.delivery if metrics is not None else None
     try:
         async for item in feed:
             if item is None:
                 yield PING
                 continue
             chunk = _native_frame(item) if native else fmt.encode(item)
-            if metrics is not None:
-                metrics.delivered.inc()
-                published_ms = int(item.id.partition("-")[0])
-                metrics.lag.observe(max(0.0, time.time() - published_ms / 1000))
+            if delivery is not None:
+                delivery.add(max(0.0, time.time() - int(item.id.partition("-")[0]) / 1000))
             if chunk:
                 yield chunk
             if item.is_terminal:
@@ -103,6 +103,11 @@ async def sse_body(
             if draining.is_set():
                 break
         # The feed ended without a terminal event: this process is going away.
+        yield drain_retry()
+    except (RedisError, OSError) as exc:
+        # Redis went away mid-stream: end this response with a short retry; the
+        # client resumes from its Last-Event-ID once Redis (or a replica) answers.
+        log.warning("ending an SSE stream: Redis unavailable (%s)", type(exc).__name__)
         yield drain_retry()
     finally:
         await feed.aclose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any, cast
 
 _STAMP = re.compile(rb'"t":([0-9.]+)')
+DEBUG_SERIES = bool(os.environ.get("BENCH_SERIES"))
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Tally:
     events: int = 0
     errors: int = 0
     recording: bool = False
+    series: list[tuple[float, float]] = field(default_factory=list)
 
 
 class SseViewer(asyncio.Protocol):
@@ -64,6 +67,8 @@ class SseViewer(asyncio.Protocol):
         if stamps and self.tally.recording:
             self.tally.events += len(stamps)
             self.tally.latencies.extend(now - float(stamp) for stamp in stamps)
+            if DEBUG_SERIES:
+                self.tally.series.extend((float(stamp), now) for stamp in stamps)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ready.done():
@@ -102,6 +107,17 @@ async def _serve(pipe: Connection) -> None:
             pipe.send(None)
         elif command == "collect":
             tally.recording = False
+            if DEBUG_SERIES:
+                by_event: dict[float, list[float]] = {}
+                for stamp, at in tally.series:
+                    by_event.setdefault(stamp, []).append(at - stamp)
+                for stamp in sorted(by_event)[:60]:
+                    lat = sorted(by_event[stamp])
+                    print(
+                        f"{os.getpid()} ev {stamp:.3f}: n={len(lat)} min={lat[0] * 1000:.1f} "
+                        f"med={lat[len(lat) // 2] * 1000:.1f} max={lat[-1] * 1000:.1f}",
+                        flush=True,
+                    )
             pipe.send((tally.latencies, tally.events, tally.errors))
         elif command == "close":
             for viewer in viewers:

@@ -47,6 +47,7 @@ class Sizes:
     ramp_seconds: float
     idle_connections: int
     clients: int
+    warmup_s: float
 
 
 FULL = Sizes(
@@ -61,6 +62,7 @@ FULL = Sizes(
     ramp_seconds=4.0,
     idle_connections=5000,
     clients=2,
+    warmup_s=3.0,
 )
 QUICK = Sizes(
     viewers=(1, 10, 100),
@@ -71,6 +73,7 @@ QUICK = Sizes(
     ramp_seconds=1.5,
     idle_connections=300,
     clients=1,
+    warmup_s=0.5,
 )
 
 
@@ -203,7 +206,7 @@ async def main_async(sizes: Sizes, json_path: str | None) -> int:
     conditions: dict[str, Any] = {**load_conditions()}
     conditions["before"] = conditions.pop("loadavg")
     with private_redis(binary, extra_args=("--maxclients", str(limit - 100))) as redis_url:
-        harness = Harness(redis_url, sizes.clients)
+        harness = Harness(redis_url, sizes.clients, warmup_s=sizes.warmup_s)
         try:
             results = {}
             for kind in SYSTEMS:

@@ -65,8 +65,9 @@ def percentile(values: list[float], fraction: float) -> float:
 class Harness:
     """The client processes and the publisher, shared by every scenario of a run."""
 
-    def __init__(self, redis_url: str, clients: int) -> None:
+    def __init__(self, redis_url: str, clients: int, warmup_s: float = 3.0) -> None:
         self.redis_url = redis_url
+        self.warmup_s = warmup_s
         self.redis = Redis.from_url(redis_url, decode_responses=True)
         self.store = GenerationStore(self.redis, retention_s=3600, max_stream_events=10_000_000)
         context = multiprocessing.get_context("spawn")
@@ -135,7 +136,9 @@ class Harness:
         rate: float,
         seconds: float,
     ) -> Window:
-        await self.publish(gen_ids, rate, min(0.5, seconds))  # warm-up, not measured
+        # Warm-up, not measured: long enough for the one full garbage collection that
+        # follows a burst of new connections (see README) to happen before the window.
+        await self.publish(gen_ids, rate, min(self.warmup_s, seconds))
         await asyncio.sleep(0.3)
         await self.redis.config_resetstat()
         await self._all("mark", [None] * len(self.clients))
