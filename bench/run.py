@@ -26,10 +26,12 @@ from bench.scenarios import (
     Harness,
     IdleMemory,
     Window,
+    XaddRate,
     idle_memory,
     latency,
     load_conditions,
     throughput,
+    xadd_rate,
 )
 from bench.servers import Server, raise_fd_limit
 from cli.redis_server import find_redis_server, private_redis
@@ -48,6 +50,8 @@ class Sizes:
     idle_connections: int
     clients: int
     warmup_s: float
+    xadd_viewers: tuple[int, ...]
+    xadd_seconds: float
 
 
 FULL = Sizes(
@@ -63,6 +67,8 @@ FULL = Sizes(
     idle_connections=5000,
     clients=2,
     warmup_s=3.0,
+    xadd_viewers=(0, 100, 1000),
+    xadd_seconds=3.0,
 )
 QUICK = Sizes(
     viewers=(1, 10, 100),
@@ -74,6 +80,8 @@ QUICK = Sizes(
     idle_connections=300,
     clients=1,
     warmup_s=0.5,
+    xadd_viewers=(0, 100),
+    xadd_seconds=1.0,
 )
 
 
@@ -93,9 +101,14 @@ async def run_system(kind: str, redis_url: str, sizes: Sizes, harness: Harness) 
         for viewers, rates in sizes.ramp:
             ramp += await throughput(harness, server, viewers, list(rates), sizes.ramp_seconds)
             print(f"  {kind}: throughput ramp 1x{viewers} done", file=sys.stderr, flush=True)
+        xadds = [
+            await xadd_rate(harness, server, viewers, sizes.xadd_seconds)
+            for viewers in sizes.xadd_viewers
+        ]
+        print(f"  {kind}: XADD loop done", file=sys.stderr, flush=True)
         memory = await idle_memory(harness, server, sizes.idle_connections)
         print(f"  {kind}: idle memory done", file=sys.stderr, flush=True)
-        return {"latency": windows, "ramp": ramp, "memory": memory}
+        return {"latency": windows, "ramp": ramp, "xadd": xadds, "memory": memory}
     finally:
         server.stop()
 
@@ -178,6 +191,19 @@ def report(results: dict[str, dict[str, Any]], sizes: Sizes, conditions: dict[st
         lines.append(f"| {label} | hub/naive | | x{fmt(ratio, 1)} |")
     lines += [
         "",
+        "### A plain XADD loop while viewers watch the stream",
+        "",
+        "| viewers | system | XADD/s | events delivered/s |",
+        "|---|---|---|---|",
+    ]
+    for index, viewers in enumerate(sizes.xadd_viewers):
+        for kind in SYSTEMS:
+            x: XaddRate = results[kind]["xadd"][index]
+            lines.append(
+                f"| {viewers} | {kind} | {fmt(x.xadds_per_s, 0)} | {fmt(x.delivered_per_s, 0)} |"
+            )
+    lines += [
+        "",
         "### Memory per idle SSE connection",
         "",
         "| system | connections | server RSS before KiB | after KiB | KiB per connection "
@@ -221,6 +247,7 @@ async def main_async(sizes: Sizes, json_path: str | None) -> int:
             kind: {
                 "latency": [asdict(w) for w in data["latency"]],
                 "ramp": [asdict(w) for w in data["ramp"]],
+                "xadd": [asdict(x) for x in data["xadd"]],
                 "memory": asdict(data["memory"]),
             }
             for kind, data in results.items()

@@ -220,6 +220,41 @@ async def throughput(
 
 
 @dataclass
+class XaddRate:
+    system: str
+    viewers: int
+    xadds_per_s: float
+    delivered_per_s: float
+
+
+async def xadd_rate(harness: Harness, server: Server, viewers: int, seconds: float) -> XaddRate:
+    """The issue's own symptom: a plain XADD loop (one command at a time, as fast as
+    Redis answers) while `viewers` watch the stream."""
+    gen_ids = await harness.new_generations(1)
+    if viewers:
+        await harness.connect(server, gen_ids, viewers)
+    key = keys.events(gen_ids[0])
+    try:
+        await asyncio.sleep(1.0)
+        await harness._all("mark", [None] * len(harness.clients))
+        count = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+        while time.perf_counter() < deadline:
+            data = json.dumps({"text": "tok ", "t": time.time()}, separators=(",", ":"))
+            await harness.redis.xadd(key, {"type": "delta", "data": data})
+            count += 1
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(1.0)
+        results = await harness._all("collect", [None] * len(harness.clients))
+    finally:
+        if viewers:
+            await harness.disconnect()
+    delivered = sum(n for _, n, _ in results)
+    return XaddRate(server.kind, viewers, count / elapsed, delivered / (elapsed + 1.0))
+
+
+@dataclass
 class IdleMemory:
     system: str
     connections: int
