@@ -117,9 +117,13 @@ async def test_stalled_viewer_does_not_delay_others_and_then_assembles_exact_tex
             assert reading.closed_by_server
             assert reading.events[-1].event == "done"
             assert assemble_text(reading.events) == publisher.text(gen_id)
+
         # The others finished while the stalled viewer still holds its connection.
-        metrics = (await client.get("/metrics")).text
-        assert metric_value(metrics, "tokenrelay_sse_connections_open") == 1
+        async def only_stalled_open() -> bool:
+            metrics = (await client.get("/metrics")).text
+            return metric_value(metrics, "tokenrelay_sse_connections_open") == 1
+
+        await eventually(only_stalled_open, what="the other viewers' connections to close")
 
         events = await stalled.read_events()
         stalled.close()
