@@ -27,13 +27,18 @@ def own_redis_url() -> Iterator[str]:
         yield url
 
 
-def api_connections(url: str) -> tuple[int, int]:
-    """(connections the API holds, of which blocked in XREAD) per CLIENT LIST."""
+def client_list(url: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
         clients: list[dict[str, Any]] = client.client_list()  # type: ignore[assignment]  # sync client: a list
     finally:
         client.close()
+    return clients
+
+
+def api_connections(url: str) -> tuple[int, int]:
+    """(connections the API holds, of which blocked in XREAD) per CLIENT LIST."""
+    clients = client_list(url)
     ours = [c for c in clients if c.get("name", "").startswith("tokenrelay-")]
     blocked = [c for c in ours if c.get("cmd") == "xread" and "b" in c.get("flags", "")]
     return len(ours), len(blocked)
@@ -206,3 +211,36 @@ async def test_backlog_then_live_viewers_cross_the_seam_without_gap_or_duplicate
 
 async def _reached(value: Callable[[], int], threshold: int) -> bool:
     return value() >= threshold
+
+
+async def test_shared_reader_survives_losing_its_connection_without_a_gap(
+    own_redis_url: str,
+) -> None:
+    api = ApiProcess(stack_env(own_redis_url)).wait_ready()
+    publisher = DirectPublisher(own_redis_url)
+    try:
+        gen_id = await publisher.start()
+        await publisher.delta(gen_id, "before ")
+        viewer = await RawSse.open(api.port, f"/v1/generations/{gen_id}/events", rcvbuf=65536)
+        await viewer.read_head()
+        await viewer.read_events(until=is_delta("before "))
+
+        hub_clients = [c for c in client_list(own_redis_url) if c.get("name") == "tokenrelay-hub"]
+        assert len(hub_clients) == 1
+        killer = redis.Redis.from_url(own_redis_url, decode_responses=True)
+        try:
+            killer.client_kill_filter(_id=hub_clients[0]["id"])
+        finally:
+            killer.close()
+        for i in range(5):  # published while the reader reconnects
+            await publisher.delta(gen_id, f"during{i} ")
+        await publisher.done(gen_id)
+
+        events = await viewer.read_events()
+        viewer.close()
+        assert events[-1].event == "done"
+        assert [e.id for e in events] == await publisher.entry_ids(gen_id)
+        assert assemble_text(events) == publisher.text(gen_id)
+    finally:
+        await publisher.aclose()
+        api.stop()
