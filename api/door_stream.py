@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from api.cursor import START, cursor_key
 from api.formats import make_format
 from api.formats.door import DoorFormat
 from api.formats.openai import OpenAIChunkFormat
 from api.formats.transcript import Transcript
-from api.sse import EventStreamResponse, sse_body
+from api.sse import EventStreamResponse, event_stream
 from api.state import AppState
 from services.errors import Unavailable
 from services.events import StoredEvent
@@ -82,8 +82,8 @@ async def _history(
 
 
 async def _until_closed(
-    feed: AsyncIterator[StoredEvent | None], fmt: DoorFormat
-) -> AsyncIterator[StoredEvent | None]:
+    feed: AsyncGenerator[StoredEvent | None, None], fmt: DoorFormat
+) -> AsyncGenerator[StoredEvent | None, None]:
     """The feed, ended as soon as the writer has closed its connection (after a reset)."""
     try:
         async for item in feed:
@@ -96,18 +96,20 @@ async def _until_closed(
             await close()
 
 
-async def _nothing() -> AsyncIterator[StoredEvent | None]:
+async def _nothing() -> AsyncGenerator[StoredEvent | None, None]:
     return
     yield  # an async generator that ends at once
 
 
-async def _with_interruption(body: AsyncIterator[bytes], fmt: DoorFormat) -> AsyncIterator[bytes]:
+async def _with_interruption(
+    body: AsyncGenerator[bytes, None], fmt: DoorFormat
+) -> AsyncGenerator[bytes, None]:
     """The SSE body, plus the format's error when it ends before the generation did.
 
     SDKs take the end of the response for the end of the answer, so a stream closed
     by a shutdown must say that it was cut, and where to resume.
     """
-    async with contextlib.aclosing(body) as chunks:  # type: ignore[type-var]  # sse_body is an async generator
+    async with contextlib.aclosing(body) as chunks:
         async for chunk in chunks:
             yield fmt.transport(chunk)
     if not fmt.ended and not fmt.closed:
@@ -125,7 +127,7 @@ async def door_stream(
     gen_id = status.id
     found = await _history(state, gen_id, status.attempt, cursor)
     preamble: list[bytes] = []
-    feed: AsyncIterator[StoredEvent | None]
+    feed: AsyncGenerator[StoredEvent | None, None]
     if found is None:
         preamble.append(fmt.resync(await state.store.status(gen_id) or status))
         feed = _nothing()
@@ -137,14 +139,14 @@ async def door_stream(
             preamble.append(fmt.opening())
         live = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
         feed = _until_closed(live, fmt)
-    body = sse_body(
+    return event_stream(
+        state,
         feed,
         fmt,
-        retry_ms=state.settings.sse_retry_ms,
         preamble=preamble,
-        draining=state.draining,
+        headers={"X-Generation-Id": gen_id},
+        wrap_body=lambda body: _with_interruption(body, fmt),
     )
-    return EventStreamResponse(_with_interruption(body, fmt), headers={"X-Generation-Id": gen_id})
 
 
 async def wait_for_transcript(state: AppState, gen_id: str) -> Transcript:

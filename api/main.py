@@ -6,7 +6,12 @@ and the event feed and closes them on exit. Nothing is created at import time.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,18 +21,21 @@ from redis.asyncio import Redis
 
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
+from api.hub import StreamHub
+from api.metrics import ApiMetrics
+from api.presence import Presence
 from api.routes import (
     anthropic_compat,
     events,
     generations,
     health,
     listing,
+    metrics,
     models,
     openai_compat,
     web,
 )
 from api.state import AppState
-from api.tail import EventFeed
 from services.config import Settings
 from services.redis_checks import warn_about_redis_settings
 from services.store import GenerationStore
@@ -36,14 +44,35 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
+    api_metrics = ApiMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.accepted_api_keys:
             log.warning("TOKENRELAY_API_KEYS is unset: the API accepts every request (dev only)")
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        redis = Redis.from_url(
+            settings.redis_url, decode_responses=True, client_name="tokenrelay-api"
+        )
         queue = ArqRedis.from_url(settings.redis_url)
-        feed = EventFeed(redis)
+        # The hub's blocking read gets a connection of its own, outside the pool.
+        reader = Redis.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            single_connection_client=True,
+            client_name="tokenrelay-hub",
+        )
+        replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        feed = StreamHub(
+            redis,
+            reader,
+            api_metrics,
+            queue_events=settings.viewer_queue_events,
+            replica_id=replica_id,
+        )
+        presence = Presence(redis, replica_id, ttl_s=settings.presence_ttl_s)
+        feed.on_viewers_changed.append(presence.viewers_changed)
         await feed.start()
+        await presence.start()
         store = GenerationStore(
             redis,
             retention_s=settings.retention_s,
@@ -51,14 +80,35 @@ def create_app(settings: Settings) -> FastAPI:
             tombstone_s=settings.tombstone_s,
         )
         await warn_about_redis_settings(redis, "api")
-        app.state.tokenrelay = AppState(
-            settings=settings, redis=redis, queue=queue, store=store, feed=feed
+        state = AppState(
+            settings=settings,
+            redis=redis,
+            queue=queue,
+            store=store,
+            feed=feed,
+            metrics=api_metrics,
+            presence=presence,
         )
+        app.state.tokenrelay = state
+        await state.watchdog.start()
+        # Everything built so far lives as long as the process: keep it out of the
+        # cyclic collector's full passes, which otherwise stall every stream.
+        gc.freeze()
+
+        async def close_streams_on_drain() -> None:
+            await state.draining.wait()
+            feed.close_viewers()
+
+        drain_watch = asyncio.create_task(close_streams_on_drain())
         try:
             yield
         finally:
-            app.state.tokenrelay.draining.set()
+            state.draining.set()
+            await asyncio.sleep(0)  # let the drain watch run
+            drain_watch.cancel()
             await feed.stop()
+            await state.watchdog.stop()
+            await presence.stop()
             await queue.aclose()
             await redis.aclose()
 
@@ -69,7 +119,13 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (generations.router, events.router, models.router, health.router):
+    for router in (
+        generations.router,
+        events.router,
+        models.router,
+        health.router,
+        metrics.router,
+    ):
         app.include_router(router)
     app.include_router(listing.router)
     app.include_router(web.router)

@@ -1,27 +1,56 @@
-"""Writing one SSE response: preamble, events, heartbeats, and an orderly end.
+"""Writing one SSE response: admission, events, heartbeats, slow clients, drain.
 
-The body is one async generator. It starts with a `retry:` field so that
-EventSource clients reconnect quickly, sends `: ping` whenever the feed has been
-quiet for the heartbeat interval (keeping proxies and load balancers from timing
-the connection out), stops after the terminal event, and when the process starts
-draining it sends a short `retry:` and ends so the client reconnects elsewhere;
-when Redis fails under it, it does the same rather than breaking the response.
-Client disconnects are noticed by Starlette, which cancels this generator; the
-feed's `finally` blocks release its subscription.
+The body (`sse_body`) is one async generator: a `retry:` field first so that
+EventSource clients reconnect quickly, then the feed's events, a `: ping` comment
+whenever the feed has been quiet for the heartbeat interval (so proxies and load
+balancers keep the connection), and the end after the terminal event. If the feed
+ends without one, the process is draining: it sends a short, jittered `retry:`
+so the client reconnects (to another replica) soon, without a stampede.
+
+The response (`EventStreamResponse`) races three things, written out here rather
+than in a task group per event:
+- sending: each write gets `send_timeout_s`. A client that stops reading fills
+  the socket buffers until uvicorn's flow control parks the write; after the
+  timeout the connection is dropped (the app returns without finishing the
+  response, which makes uvicorn close the transport). The hub never waited on
+  that client, so nobody else noticed. One `SendWatchdog` per process checks the
+  writes in progress, rather than a timer armed and disarmed for every event.
+- disconnect: one small task waits for `http.disconnect` and cancels the writer,
+  which unwinds the feed's `finally` blocks (unsubscribe, presence) at once
+  instead of at the next heartbeat.
+- drain: the app closes every hub viewer when draining starts, so the feed
+  ends and the body adds its `retry:` hint; no per-connection watcher is needed.
+A process over its connection cap, or draining, answers 503 with `Retry-After`
+(and `retry:` for clients that asked for an event stream) before any work.
+The native format's bytes are the same for every viewer, so they are encoded once
+per event (a small cache keyed by the event), not once per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+import random
+import time
+from collections.abc import AsyncGenerator, Callable, Iterable
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
-from starlette.responses import StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
+from api.capacity import ConnectionGate, Refusal
 from api.formats.base import StreamFormat
+from api.formats.native import NativeFormat
+from api.metrics import ApiMetrics
 from services.events import StoredEvent
+
+if TYPE_CHECKING:
+    from api.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -32,63 +61,283 @@ SSE_HEADERS = {
 PING = b": ping\n\n"
 DRAIN_RETRY_MS = 250
 REDIS_LOST_RETRY_MS = 1000
-"""`retry:` sent when the event store fails mid-stream: come back when it may be up again."""
+"""`retry:` sent when Redis fails mid-stream: come back when it may answer again."""
+
+Feed = AsyncGenerator[StoredEvent | None, None]
 
 
-class EventStreamResponse(StreamingResponse):
-    media_type = "text/event-stream"
+@lru_cache(maxsize=8192)
+def _native_frame(event: StoredEvent) -> bytes:
+    return NativeFormat().encode(event)
 
-    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
-        super().__init__(body, headers={**SSE_HEADERS, **(headers or {})})
+
+def drain_retry() -> bytes:
+    """A short `retry:` with jitter, so reconnects after a drain spread out."""
+    return f"retry: {DRAIN_RETRY_MS + random.randint(0, 4 * DRAIN_RETRY_MS)}\n\n".encode()
 
 
 async def sse_body(
-    feed: AsyncIterator[StoredEvent | None],
+    feed: Feed,
     fmt: StreamFormat,
     *,
     retry_ms: int,
     preamble: Iterable[bytes] = (),
     draining: asyncio.Event,
-) -> AsyncIterator[bytes]:
+    metrics: ApiMetrics | None = None,
+    heartbeat_s: float | None = None,
+) -> AsyncGenerator[bytes, None]:
     yield f"retry: {retry_ms}\n\n".encode()
     for chunk in preamble:
         yield chunk
-    drain_wait = asyncio.ensure_future(draining.wait())
-    next_item: asyncio.Future[StoredEvent | None] | None = None
+    native = type(fmt) is NativeFormat
+    delivery = metrics.delivery if metrics is not None else None
+    # The feed yields None after a quiet heartbeat interval; a busy stream also gets
+    # a ping at least that often, as the contract promises.
+    next_ping = time.monotonic() + heartbeat_s if heartbeat_s else float("inf")
     try:
-        while True:
-            next_item = asyncio.ensure_future(anext(feed))
-            await asyncio.wait({next_item, drain_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if not next_item.done():
-                next_item.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await next_item
-                yield f"retry: {DRAIN_RETRY_MS}\n\n".encode()
-                return
-            try:
-                item = next_item.result()
-            except StopAsyncIteration:
-                return
-            except (RedisError, OSError) as exc:
-                # Redis restarting or unreachable: end with a retry hint; the client
-                # resumes from its Last-Event-ID (503 until Redis answers again).
-                log.warning("stream ended: event store unavailable (%s)", type(exc).__name__)
-                yield f"retry: {REDIS_LOST_RETRY_MS}\n\n".encode()
-                return
-            if item is None:
+        async for item in feed:
+            if item is None or time.monotonic() >= next_ping:
                 yield PING
-                continue
-            chunk = fmt.encode(item)
+                if heartbeat_s:
+                    next_ping = time.monotonic() + heartbeat_s
+                if item is None:
+                    continue
+            chunk = _native_frame(item) if native else fmt.encode(item)
+            if delivery is not None:
+                delivery.add(max(0.0, time.time() - int(item.id.partition("-")[0]) / 1000))
             if chunk:
                 yield chunk
             if item.is_terminal:
                 return
+            if draining.is_set():
+                break
+        # The feed ended without a terminal event: this process is going away.
+        yield drain_retry()
+    except (RedisError, OSError) as exc:
+        # Redis went away mid-stream: end this response with a short retry; the
+        # client resumes from its Last-Event-ID once Redis (or a replica) answers.
+        log.warning("ending an SSE stream: Redis unavailable (%s)", type(exc).__name__)
+        yield f"retry: {REDIS_LOST_RETRY_MS}\n\n".encode()
     finally:
-        drain_wait.cancel()
-        if next_item is not None and not next_item.done():
-            # The client went away mid-wait: stop the pending read before closing the
-            # feed (closing a generator that is still running raises RuntimeError).
-            next_item.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                await next_item
-        await feed.aclose()  # type: ignore[attr-defined]  # feeds are async generators
+        await feed.aclose()
+
+
+class EventStreamResponse(Response):
+    """A `text/event-stream` response with a send timeout, a connection cap and fast
+    disconnect handling. Without a gate it admits everything."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        body: AsyncGenerator[bytes, None],
+        headers: dict[str, str] | None = None,
+        *,
+        gate: ConnectionGate | None = None,
+        send_timeout_s: float | None = None,
+        watchdog: SendWatchdog | None = None,
+        metrics: ApiMetrics | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = background
+        self.gate = gate
+        self.send_timeout_s = send_timeout_s
+        self.watchdog = watchdog
+        self.metrics = metrics
+        self._writer: asyncio.Task[object] | None = None
+        self._finished = False
+        self._interrupted: str | None = None
+        self.init_headers({**SSE_HEADERS, **(headers or {})})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self.gate.try_acquire() if self.gate is not None else None
+        if refusal is not None:
+            assert self.gate is not None
+            await self.body_iterator.aclose()
+            await StreamRefused(self.gate, refusal, self.metrics)(scope, receive, send)
+            return
+        if self.metrics is not None:
+            self.metrics.sse_open.inc()
+        try:
+            await self._stream(receive, send)
+        finally:
+            if self.metrics is not None:
+                self.metrics.sse_open.dec()
+            if self.gate is not None:
+                self.gate.release()
+        if self.background is not None:
+            await self.background()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        writer = asyncio.current_task()
+        assert writer is not None
+        self._writer = writer
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.interrupt("disconnect")
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            try:
+                await self._send(send, {"type": "http.response.start", "status": 200,
+                                         "headers": self.raw_headers})  # fmt: skip
+                async for chunk in self.body_iterator:
+                    await self._send(
+                        send, {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+                await self._send(send, {"type": "http.response.body", "body": b""})
+            finally:
+                self._finished = True
+                watcher.cancel()
+                await self.body_iterator.aclose()
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and (
+                self._interrupted is None or writer.uncancel() > 0
+            ):
+                raise  # not ours: the server is cancelling the request
+            if self._interrupted == "disconnect":
+                return
+            # The client stopped reading: drop it. Returning without finishing the
+            # response makes the server close the connection.
+            if self.metrics is not None:
+                self.metrics.dropped.labels("send_timeout").inc()
+            log.info("dropped an SSE client that accepted no bytes for %ss", self.send_timeout_s)
+        except OSError:
+            pass  # the client went away mid-write
+
+    def interrupt(self, reason: str) -> None:
+        """Stop this response from outside (disconnect, send timeout), once."""
+        if self._finished or self._interrupted is not None or self._writer is None:
+            return
+        self._interrupted = reason
+        self._writer.cancel()
+
+    async def _send(self, send: Send, message: dict[str, object]) -> None:
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.sending[self] = watchdog.now()
+            try:
+                await send(message)
+            finally:
+                watchdog.sending.pop(self, None)
+        elif self.send_timeout_s is not None:
+            async with asyncio.timeout(self.send_timeout_s):
+                await send(message)
+        else:
+            await send(message)
+
+
+class SendWatchdog:
+    """Send timeouts for every SSE response of a process, with one timer.
+
+    A timeout per write (`asyncio.timeout`) would schedule and cancel a timer for
+    every event on every connection; here a write only notes when it started, and
+    one task checks the notes a few times per timeout."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.sending: dict[EventStreamResponse, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.now = time.monotonic
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="sse-send-watchdog")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        interval = min(1.0, self.timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            deadline = self.now() - self.timeout_s
+            for response, since in list(self.sending.items()):
+                if since < deadline:
+                    self.sending.pop(response, None)
+                    response.interrupt("send_timeout")
+
+
+class StreamRefused(Response):
+    """503 for a stream this process will not take: full, or draining.
+
+    JSON in the contract's error shape, or, for a client that asked for
+    `text/event-stream` (every EventSource does), the same error as an `error`
+    event after a `retry:` field carrying the jittered advice."""
+
+    def __init__(
+        self, gate: ConnectionGate, refusal: Refusal, metrics: ApiMetrics | None = None
+    ) -> None:
+        self.status_code = 503
+        self.background = None
+        self.retry_after_s, self.retry_ms = gate.retry_advice(refusal)
+        self.refusal = refusal
+        if metrics is not None:
+            metrics.rejected.labels(refusal).inc()
+        self.init_headers({"Retry-After": str(self.retry_after_s), **SSE_HEADERS})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = (
+            "this replica is shutting down; reconnect (another replica will answer)"
+            if self.refusal == "draining"
+            else "too many open event streams on this replica; retry shortly"
+        )
+        error = json.dumps({"error": {"type": "unavailable", "message": message}})
+        accept = dict(scope.get("headers") or ()).get(b"accept", b"")
+        if b"text/event-stream" in accept:
+            body = f"retry: {self.retry_ms}\n\nevent: error\ndata: {error}\n\n".encode()
+            content_type = b"text/event-stream"
+        else:
+            body = error.encode()
+            content_type = b"application/json"
+        headers = [
+            *self.raw_headers,
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def refuse_stream(state: AppState) -> StreamRefused | None:
+    """A 503 to answer at once when this process would refuse a stream anyway,
+    before the route spends Redis reads on it; None when it may go ahead."""
+    refusal = state.gate.refusal()
+    return None if refusal is None else StreamRefused(state.gate, refusal, state.metrics)
+
+
+def event_stream(
+    state: AppState,
+    feed: Feed,
+    fmt: StreamFormat,
+    *,
+    preamble: Iterable[bytes] = (),
+    headers: dict[str, str] | None = None,
+    wrap_body: Callable[[AsyncGenerator[bytes, None]], AsyncGenerator[bytes, None]] | None = None,
+) -> EventStreamResponse:
+    """The SSE response for `feed` with every transport guard this process has:
+    connection cap, send timeout, drain and metrics. Use it for every stream
+    (the OpenAI and Anthropic front doors too, whose `wrap_body` adapts the bytes)."""
+    body = sse_body(
+        feed,
+        fmt,
+        retry_ms=state.settings.sse_retry_ms,
+        preamble=preamble,
+        draining=state.draining,
+        metrics=state.metrics,
+        heartbeat_s=state.settings.heartbeat_s,
+    )
+    return EventStreamResponse(
+        wrap_body(body) if wrap_body is not None else body,
+        headers=headers,
+        gate=state.gate,
+        send_timeout_s=state.settings.sse_send_timeout_s,
+        watchdog=state.watchdog,
+        metrics=state.metrics,
+    )

@@ -1,1 +1,1 @@
-"""Benchmarks of tokenrelay; see bench/README.md."""
+"""Benchmarks: the fan-out hub against a naive one-XREAD-per-viewer baseline."""

@@ -2,21 +2,26 @@
 
 uvicorn waits for open responses before it runs the lifespan shutdown, and SSE
 responses never end by themselves, so the app must learn of the signal first.
-`DrainingServer` sets the app's `draining` event when the signal arrives; open
-streams then send a short `retry:` and close, readiness turns 503, and uvicorn
-finishes its own graceful shutdown. This is a subclass in our launcher, not a
-patch of uvicorn's process-wide state.
+`DrainingServer` sets the app's `draining` event when the signal arrives: readiness
+turns 503 at once, new streams are refused with 503, open streams send a short
+`retry:` and close. The listener stays open until the streams are gone (at most
+the grace period, at least `shutdown_delay_s`, so a load balancer polling
+`/readyz` sees the 503 rather than a refused connection); then uvicorn runs its
+own graceful shutdown. A second signal stops at once. This is a subclass in our
+launcher, not a patch of uvicorn's process-wide state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from types import FrameType
 
 import uvicorn
 
 from api.main import create_app
+from api.state import AppState
 from services.config import Settings
 
 log = logging.getLogger(__name__)
@@ -26,17 +31,40 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, draining: asyncio.Event | None = None) -> None:
         super().__init__(config)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_started = False
+        self._drain_task: asyncio.Task[None] | None = None
 
     async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)  # type: ignore[arg-type]
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        app = self.config.app
-        state = getattr(getattr(app, "state", None), "tokenrelay", None)
-        if state is not None and self._loop is not None:
-            log.info("shutdown signal: draining open streams")
-            self._loop.call_soon_threadsafe(state.draining.set)
+        state = getattr(getattr(self.config.app, "state", None), "tokenrelay", None)
+        if self._drain_started or state is None or self._loop is None:
+            super().handle_exit(sig, frame)  # a second signal: stop now
+            return
+        self._drain_started = True
+        log.info("shutdown signal: draining open streams")
+        self._loop.call_soon_threadsafe(self._begin_drain, state, sig, frame)
+
+    def _begin_drain(self, state: AppState, sig: int, frame: FrameType | None) -> None:
+        state.draining.set()
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain(state, sig, frame))
+
+    async def _drain(self, state: AppState, sig: int, frame: FrameType | None) -> None:
+        """Keep serving (readyz 503, new streams 503) until the open streams have closed
+        (they were just told to reconnect) or the grace period is over, and at least
+        `shutdown_delay_s` so load balancers see the 503; then let uvicorn stop."""
+        settings = state.settings
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.shutdown_grace_s):
+                await state.gate.wait_idle()
+        remaining = settings.shutdown_delay_s - (loop.time() - started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        log.info("drained: %d stream(s) still open; stopping", state.gate.open)
         super().handle_exit(sig, frame)
 
 

@@ -31,6 +31,23 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=10.0, ge=1, description="on SIGTERM, how long open streams get to close"
     )
+    shutdown_delay_s: float = Field(
+        default=0.0, ge=0, description="on SIGTERM, keep answering (readyz 503) at least this long"
+    )
+    max_sse_connections: int = Field(default=10_000, ge=1, description="SSE cap per API process")
+    sse_cap_retry_s: float = Field(default=2.0, gt=0, description="Retry-After base when full")
+    sse_send_timeout_s: float = Field(
+        default=30.0, gt=0, description="drop an SSE client that accepts no bytes for this long"
+    )
+    viewer_queue_events: int = Field(
+        default=1024, ge=1, description="events queued per viewer before it reads from Redis"
+    )
+    presence_ttl_s: float = Field(
+        default=30.0, gt=0, description="viewer counts of a vanished replica expire after this"
+    )
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="worker /metrics HTTP port; 0 = off"
+    )
 
     # worker
     queue_name: str = "tokenrelay:queue"

@@ -68,3 +68,13 @@ def takeover_job_id(gen_id: str, takeover: int) -> str:
 def all_for(gen_id: str) -> tuple[str, str, str, str]:
     """Keys in the order the store's scripts expect them."""
     return meta(gen_id), events(gen_id), text(gen_id), lease(gen_id)
+
+
+def viewers(gen_id: str) -> str:
+    """Hash: replica id -> "count deadline_ms", the open SSE connections to a generation."""
+    return f"{PREFIX}:{{{gen_id}}}:viewers"
+
+
+def hub_wake(replica_id: str) -> str:
+    """Stream an API process's shared reader also watches, so adding a stream wakes it."""
+    return f"{PREFIX}:hub:{replica_id}:wake"

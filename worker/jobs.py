@@ -144,6 +144,7 @@ class GenerationRun:
         except RedisError:
             raise  # not the generation's failure: run() leaves it to a takeover
         except ProviderError as exc:
+            self.runtime.metrics.provider_error(grant.request.provider, exc.error_type)
             return await self._finish_failed(publisher, exc.error_type, exc.message, exc.retryable)
         except Exception:
             log.exception("generation %s failed unexpectedly", self.gen_id)
@@ -206,7 +207,8 @@ class GenerationRun:
         total_deadline: float,
     ) -> FinishChunk:
         clock = AttemptClock(limits, total_deadline)
-        async with aclosing(provider.stream(request)) as chunks:
+        observed = self.runtime.metrics.observe_stream(request.provider, provider.stream(request))
+        async with aclosing(observed) as chunks:
             while (chunk := await clock.next_chunk(chunks)) is not None:
                 if isinstance(chunk, TextChunk):
                     await self.publisher.add_text(chunk.text)

@@ -5,7 +5,7 @@ Built once in arq's `on_startup` and closed in `on_shutdown`; jobs find it in ct
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
@@ -15,6 +15,7 @@ from services.providers import close_providers
 from services.providers.base import Provider
 from services.store import GenerationStore
 from worker.cancel import CancelListener
+from worker.metrics import WorkerMetrics
 from worker.reaper import Reaper
 
 
@@ -26,6 +27,7 @@ class WorkerRuntime:
     providers: dict[str, Provider]
     cancels: CancelListener
     reaper: Reaper | None = None
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     @classmethod
     async def start(cls, settings: Settings, providers: dict[str, Provider]) -> WorkerRuntime:
@@ -38,7 +40,10 @@ class WorkerRuntime:
         )
         cancels = CancelListener(redis)
         await cancels.start()
-        return cls(settings, redis, store, providers, cancels)
+        runtime = cls(settings, redis, store, providers, cancels)
+        if settings.worker_metrics_port:
+            runtime.metrics.serve(settings.worker_metrics_port)
+        return runtime
 
     def start_reaper(self, queue: ArqRedis, job_name: str) -> None:
         """Take over generations of dead workers from this worker too (worker/reaper.py)."""
@@ -48,6 +53,7 @@ class WorkerRuntime:
     async def close(self) -> None:
         if self.reaper is not None:
             await self.reaper.stop()
+        self.metrics.close()
         await self.cancels.stop()
         await close_providers(self.providers)
         await self.redis.aclose()

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
 
 from api.cursor import START, cursor_key, parse_cursor
 from api.deps import Authenticated, StateDep
 from api.door_stream import joined_door_stream
 from api.formats import make_format
 from api.routes.generations import load_status
-from api.sse import EventStreamResponse, sse_body
+from api.sse import EventStreamResponse, event_stream, refuse_stream
 from services.errors import InvalidRequest
 from services.events import StoredEvent
 from services.store import is_finished
@@ -20,15 +21,20 @@ from services.store import is_finished
 router = APIRouter(prefix="/v1/generations", tags=["events"], dependencies=[Authenticated])
 
 
-@router.get("/{gen_id}/events", response_class=EventStreamResponse, status_code=200)
+@router.get(
+    "/{gen_id}/events", response_class=EventStreamResponse, response_model=None, status_code=200
+)
 async def stream_events(
     gen_id: str,
     state: StateDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query(max_length=256)] = None,
     format: Annotated[Literal["native", "openai", "anthropic"], Query()] = "native",
-) -> EventStreamResponse:
+) -> Response:
     """Server-Sent Events from the event after `Last-Event-ID` (header wins over query)."""
+    refused = refuse_stream(state)
+    if refused is not None:
+        return refused
     # An EventSource keeps its URL's ?last_event_id on reconnect but sends the newer
     # position in the header, so the header is the more recent of the two.
     cursor = parse_cursor(
@@ -61,20 +67,13 @@ async def stream_events(
             # Replay the terminal event after the snapshot, so the stream still ends.
             cursor = _just_before(snapshot.last_event_id)
     if is_finished(status.status) and cursor == bounds.last_event_id:
-        feed: AsyncIterator[StoredEvent | None] = _nothing_more()
+        feed: AsyncGenerator[StoredEvent | None, None] = _nothing_more()
     else:
         feed = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
-    body = sse_body(
-        feed,
-        fmt,
-        retry_ms=state.settings.sse_retry_ms,
-        preamble=preamble,
-        draining=state.draining,
-    )
-    return EventStreamResponse(body, headers={"X-Generation-Id": gen_id})
+    return event_stream(state, feed, fmt, preamble=preamble, headers={"X-Generation-Id": gen_id})
 
 
-async def _nothing_more() -> AsyncIterator[StoredEvent | None]:
+async def _nothing_more() -> AsyncGenerator[StoredEvent | None, None]:
     """The feed of a client that already has a finished generation's last event."""
     return
     yield  # unreachable: makes this an (empty) async generator

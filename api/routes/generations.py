@@ -40,8 +40,11 @@ async def create_generation(body: GenerationRequest, state: StateDep) -> Generat
 
 @router.get("/{gen_id}")
 async def get_generation(gen_id: str, state: StateDep) -> GenerationStatus:
-    """The status and all text so far (of the current attempt)."""
-    return await load_status(state, gen_id)
+    """The status, all text so far (of the current attempt), and who is watching."""
+    status = await load_status(state, gen_id)
+    if state.presence is not None:
+        status.viewers = await state.presence.count(gen_id)
+    return status
 
 
 @router.post("/{gen_id}/cancel", status_code=202)

@@ -9,6 +9,7 @@ from api.deps import Authenticated, StateDep
 from api.door_errors import GenerationFailed, OpenAIRoute
 from api.door_stream import door_stream, wait_for_transcript
 from api.formats.openai import OpenAIChunkFormat, chat_completion
+from api.sse import refuse_stream
 from api.submission import submit_generation
 from api.translate.common import json_object
 from api.translate.openai_in import parse_chat_request, to_generation_request
@@ -24,6 +25,8 @@ async def create_chat_completion(request: Request, state: StateDep) -> Response:
     """OpenAI Chat Completions for any model: chunks over SSE, or one `chat.completion`."""
     chat = parse_chat_request(json_object(await request.body()))
     generation = to_generation_request(chat)
+    if chat.stream and (refused := refuse_stream(state)) is not None:
+        return refused  # full or draining: refuse before a generation is queued
     gen_id, created_at = await submit_generation(state, generation)
     if chat.stream:
         if chat.include_usage:

@@ -26,8 +26,9 @@ from redis.asyncio import Redis
 from api.door_stream import wait_for_transcript
 from api.formats.anthropic import message
 from api.formats.openai import chat_completion
+from api.hub import StreamHub
+from api.metrics import ApiMetrics
 from api.state import AppState
-from api.tail import EventFeed
 from services import keys
 from services.config import Settings
 from services.events import DeltaEvent, DoneEvent, Usage, encode_data
@@ -257,16 +258,23 @@ async def test_non_streaming_answers_are_built_from_the_final_attempt(
     await generation.text(SECOND_ATTEMPT)
     await generation.done()
     queue = ArqRedis.from_url(redis_url)
+    reader = Redis.from_url(redis_url, decode_responses=True, single_connection_client=True)
+    metrics = ApiMetrics()
+    hub = StreamHub(store.redis, reader, metrics)
+    await hub.start()
     state = AppState(
         settings=Settings(redis_url=redis_url, heartbeat_s=1),
         redis=store.redis,
         queue=queue,
         store=store,
-        feed=EventFeed(store.redis),
+        feed=hub,
+        metrics=metrics,
     )
     try:
         transcript = await asyncio.wait_for(wait_for_transcript(state, generation.gen_id), 30)
     finally:
+        await hub.stop()
+        await reader.aclose()
         await queue.aclose()
 
     completion = chat_completion(transcript, generation.gen_id, "demo/echo", time.time())

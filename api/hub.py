@@ -1,0 +1,450 @@
+"""The shared reader: one XREAD per API process for every watched stream, fanned out in memory.
+
+Why it exists: a blocking XREAD per SSE connection makes Redis wake, and reply to,
+every viewer for every event, so Redis cost grows with viewers. Here one task per
+process tails every stream that has a viewer with a single multi-key blocking
+XREAD, and copies each reply into bounded in-memory queues, one per viewer. Redis
+work then grows with streams, not viewers.
+
+Choices, and why:
+
+- The blocking read runs on a dedicated connection (`single_connection_client`),
+  never one from the command pool: a blocked read would pin a pooled connection,
+  and a read cancelled half way (shutdown) must not hand a connection with an
+  unread reply to someone else. redis-py disconnects a connection whose read is
+  interrupted, and this one is ours alone, so the next read simply reconnects.
+- Waking the read when a stream gets its first viewer: the XREAD also watches a
+  small per-process "wake" stream, and adding a tail XADDs to it. Because the
+  reader passes the wake stream's last seen id (not `$`), an XADD that lands
+  before Redis even starts the read still wakes it: there is no lost-wakeup race,
+  which `CLIENT UNBLOCK` (a no-op if it arrives before the XREAD) would have, and
+  no latency floor, which a short block timeout would add. It costs one XADD per
+  newly tailed stream, nothing per viewer, and wakes are coalesced while one is
+  pending.
+- Joining with an old cursor, and the seam: a viewer first reads from Redis on its
+  own cursor (XRANGE, command pool) until a short page says it has caught up;
+  then it attaches to the live feed and notes the tail's cursor at that instant,
+  `live_from`. Every entry after `live_from` will reach its queue (attaching and
+  dispatching both run on the event loop, so no reply can slip between them). It
+  reads `(last, live_from]` from Redis to close the seam, then takes its queue,
+  skipping ids it already has. No gap, no duplicate.
+- Slow viewers: the reader never awaits a viewer; it offers each batch to a
+  bounded queue. A full queue detaches that viewer (a flag and a wake-up), so
+  nobody else waits. The viewer drains what it has, reads from Redis on its own
+  cursor until caught up, and attaches again with the same seam procedure.
+- Heartbeats: a waiting viewer arms no timer; one sweep per process, a few
+  times per heartbeat interval, wakes the viewers that have been quiet, so a
+  delivery costs no timer to arm and cancel.
+- Backlog reads share a small semaphore: a thousand clients resuming at once
+  cost Redis a steady trickle of XRANGEs and the pool a few connections.
+- A stream stops being tailed once its terminal event is dispatched, or when its
+  last viewer leaves. A stream whose last entry is already terminal is never
+  tailed at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from api.cursor import cursor_key
+from api.metrics import ApiMetrics
+from services import keys
+from services.events import StoredEvent, stored_event_from_entry
+
+log = logging.getLogger(__name__)
+
+START: Final = "0-0"
+
+
+class _Signal:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+IDLE: Final = _Signal("IDLE")
+DETACHED: Final = _Signal("DETACHED")
+CLOSED: Final = _Signal("CLOSED")
+
+
+class Viewer:
+    """One SSE connection's place in the fan-out: a bounded queue of event batches."""
+
+    __slots__ = (
+        "_batches",
+        "_waiter",
+        "capacity",
+        "closed",
+        "detached",
+        "gen_id",
+        "idle_s",
+        "queued",
+        "waiting_since",
+    )
+
+    def __init__(self, gen_id: str, capacity: int) -> None:
+        self.gen_id = gen_id
+        self.capacity = capacity
+        self.queued = 0
+        self.detached = False
+        self.closed = False
+        self.idle_s = float("inf")
+        self.waiting_since = 0.0
+        self._batches: deque[list[StoredEvent]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def offer(self, batch: list[StoredEvent]) -> bool:
+        """Queue `batch` unless that would pass the bound. Never blocks."""
+        if self.queued + len(batch) > self.capacity:
+            return False
+        self._batches.append(batch)
+        self.queued += len(batch)
+        self.wake()
+        return True
+
+    def detach(self) -> None:
+        self.detached = True
+        self.wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake()
+
+    async def next_batch(self) -> list[StoredEvent] | _Signal:
+        """The next queued batch; DETACHED once the queue is drained after a detach;
+        CLOSED when the hub stops; IDLE when the hub's idle sweep finds it quiet for
+        `idle_s` (one sweep per process instead of a timer per wait)."""
+        if self.closed:
+            return CLOSED
+        if not self._batches:
+            if self.detached:
+                return DETACHED
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            self.waiting_since = loop.time()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+            if self.closed:
+                return CLOSED
+            if not self._batches:
+                return DETACHED if self.detached else IDLE
+        batch = self._batches.popleft()
+        self.queued -= len(batch)
+        return batch
+
+    def reset(self) -> None:
+        """Forget queue state before attaching again."""
+        self._batches.clear()
+        self.queued = 0
+        self.detached = False
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+@dataclass(eq=False)
+class _Tail:
+    """A stream the reader follows: its cursor and the viewers attached to it."""
+
+    gen_id: str
+    key: str
+    cursor: str
+    viewers: set[Viewer] = field(default_factory=set)
+
+
+class StreamHub:
+    """Follows generation streams for every SSE viewer of one API process."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        reader: Redis,
+        metrics: ApiMetrics,
+        *,
+        queue_events: int = 1024,
+        page: int = 500,
+        block_ms: int = 30_000,
+        replica_id: str | None = None,
+        max_concurrent_reads: int = 8,
+    ) -> None:
+        """`redis` is the command pool (backlog reads, wakes); `reader` must be a
+        dedicated single-connection client with no socket timeout, used only here."""
+        self._redis = redis
+        self._reader = reader
+        self._metrics = metrics
+        self._queue_events = queue_events
+        self._page = page
+        self._block_ms = block_ms
+        self.replica_id = replica_id or secrets.token_hex(8)
+        self._wake_key = keys.hub_wake(self.replica_id)
+        self._wake_cursor = START
+        self._wake_pending = False
+        self._tails: dict[str, _Tail] = {}
+        self._by_key: dict[str, str] = {}
+        self._viewers: Counter[str] = Counter()
+        self._all: set[Viewer] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._read_slots = asyncio.Semaphore(max_concurrent_reads)
+        self._idle_check_s = 1.0
+        self._sweeper: asyncio.Task[None] | None = None
+        self.on_viewers_changed: list[Callable[[str, int], None]] = []
+        metrics.watch_viewers(lambda: dict(self._viewers))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._read_forever(), name="hub-reader")
+        self._sweeper = asyncio.create_task(self._sweep_idle(), name="hub-idle-sweep")
+
+    async def stop(self) -> None:
+        """Close every viewer (their streams end with a retry hint) and stop reading."""
+        self.close_viewers()
+        for task in (self._task, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(self._wake_key)
+        await self._reader.aclose()
+
+    def close_viewers(self) -> None:
+        """Wake every viewer with CLOSED, and refuse new ones (used when draining)."""
+        self._closed = True
+        for viewer in list(self._all):
+            viewer.close()
+
+    # -- what routes and presence use --------------------------------------------------------
+
+    def local_viewers(self, gen_id: str) -> int:
+        return self._viewers.get(gen_id, 0)
+
+    @property
+    def tailed_streams(self) -> int:
+        return len(self._tails)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, gen_id: str) -> AsyncIterator[Viewer]:
+        """A viewer of `gen_id` for the duration of the block; always unsubscribed."""
+        viewer = Viewer(gen_id, self._queue_events)
+        if self._closed:
+            viewer.close()
+        self._all.add(viewer)
+        self._viewers[gen_id] += 1
+        self._notify(gen_id)
+        try:
+            yield viewer
+        finally:
+            self._detach(viewer)
+            self._all.discard(viewer)
+            self._viewers[gen_id] -= 1
+            if self._viewers[gen_id] <= 0:
+                del self._viewers[gen_id]
+            self._notify(gen_id)
+
+    async def follow(
+        self, gen_id: str, cursor: str, *, idle_s: float
+    ) -> AsyncGenerator[StoredEvent | None, None]:
+        """Events after `cursor`, oldest first; `None` after `idle_s` of quiet (send a
+        heartbeat); ends after the terminal event, or early when the hub closes."""
+        async with self.subscribe(gen_id) as viewer:
+            viewer.idle_s = idle_s
+            self._idle_check_s = min(self._idle_check_s, idle_s / 4)
+            last = cursor
+            while not viewer.closed:
+                # 1. Catch up from Redis on our own cursor, outside the live feed.
+                while True:
+                    events = await self._read_range(gen_id, last, "+")
+                    for event in events:
+                        yield event
+                        last = event.id
+                        if event.is_terminal:
+                            return
+                    if len(events) < self._page or viewer.closed:
+                        break
+                if viewer.closed:
+                    return
+                # 2. Attach, then close the seam up to the tail's cursor at that instant.
+                live_from = await self._attach(viewer)
+                while cursor_key(last) < cursor_key(live_from):
+                    events = await self._read_range(gen_id, last, live_from)
+                    for event in events:
+                        yield event
+                        last = event.id
+                        if event.is_terminal:
+                            return
+                    if len(events) < self._page:
+                        break
+                # 3. Live, until the stream ends, the queue overflows or the hub closes.
+                last_key = cursor_key(last)
+                while True:
+                    batch = await viewer.next_batch()
+                    if batch is IDLE:
+                        yield None
+                        continue
+                    if not isinstance(batch, list):
+                        break  # DETACHED: back to step 1; CLOSED: the loop condition ends it
+                    if cursor_key(batch[0].id) <= last_key:  # rare: overlaps what we have
+                        batch = [e for e in batch if cursor_key(e.id) > last_key]
+                        if not batch:
+                            continue
+                    for event in batch:
+                        yield event
+                        if event.is_terminal:
+                            return
+                    last = batch[-1].id
+                    last_key = cursor_key(last)
+                if batch is DETACHED:
+                    self._metrics.slow_switches.inc()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _notify(self, gen_id: str) -> None:
+        for callback in self.on_viewers_changed:
+            callback(gen_id, self._viewers.get(gen_id, 0))
+
+    async def _read_range(self, gen_id: str, after: str, until: str) -> list[StoredEvent]:
+        # Bounded, so a crowd reconnecting at once (after a drain elsewhere) neither
+        # floods Redis nor grows the command pool by one connection per viewer.
+        async with self._read_slots:
+            self._metrics.backlog_reads.inc()
+            self._metrics.hub_commands.labels("XRANGE").inc()
+            entries = await self._redis.xrange(
+                keys.events(gen_id), min=f"({after}", max=until, count=self._page
+            )
+        return [stored_event_from_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def _attach(self, viewer: Viewer) -> str:
+        """Put `viewer` on the live feed; returns the cursor after which its queue is complete."""
+        viewer.reset()
+        tail = self._tails.get(viewer.gen_id)
+        created = False
+        if tail is None:
+            async with self._read_slots:
+                self._metrics.hub_commands.labels("XREVRANGE").inc()
+                head = await self._redis.xrevrange(keys.events(viewer.gen_id), count=1)
+            tail = self._tails.get(viewer.gen_id)  # another viewer may have won the race
+            if tail is None:
+                last = str(head[0][0]) if head else START
+                if head and stored_event_from_entry(*head[0]).is_terminal:
+                    return last  # finished: the seam read delivers the end
+                tail = _Tail(viewer.gen_id, keys.events(viewer.gen_id), last)
+                self._tails[viewer.gen_id] = tail
+                self._by_key[tail.key] = viewer.gen_id
+                created = True
+        # Attach and read the cursor in one step of the event loop: every later
+        # dispatch of this tail reaches the viewer.
+        tail.viewers.add(viewer)
+        live_from = tail.cursor
+        if created:
+            await self._wake_reader()
+        return live_from
+
+    def _detach(self, viewer: Viewer) -> None:
+        tail = self._tails.get(viewer.gen_id)
+        if tail is None:
+            return
+        tail.viewers.discard(viewer)
+        if not tail.viewers:
+            self._drop_tail(tail)
+
+    def _drop_tail(self, tail: _Tail) -> None:
+        if self._tails.get(tail.gen_id) is tail:
+            del self._tails[tail.gen_id]
+            self._by_key.pop(tail.key, None)
+
+    async def _wake_reader(self) -> None:
+        if self._wake_pending:
+            return  # the reader has not re-read the tail set since the last wake
+        self._wake_pending = True
+        self._metrics.hub_commands.labels("XADD").inc()
+        try:
+            await self._redis.xadd(self._wake_key, {"w": "1"}, maxlen=1)
+        except (RedisError, OSError):
+            log.warning("hub: could not wake the reader; it picks up new streams on its next read")
+
+    async def _sweep_idle(self) -> None:
+        """Wake viewers that have waited `idle_s` (minus one sweep) so they send a ping."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._idle_check_s)
+            now = loop.time()
+            for viewer in self._all:
+                if now - viewer.waiting_since >= viewer.idle_s - self._idle_check_s:
+                    viewer.wake()
+
+    async def _read_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            streams: dict[Any, Any] = {self._wake_key: self._wake_cursor}
+            self._wake_pending = False
+            for tail in self._tails.values():
+                streams[tail.key] = tail.cursor
+            try:
+                self._metrics.hub_commands.labels("XREAD").inc()
+                reply = await self._reader.xread(streams, count=self._page, block=self._block_ms)
+            except (RedisError, OSError) as exc:
+                self._metrics.hub_errors.inc()
+                log.warning("hub: shared read failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.1
+            for key, entries in reply or ():
+                try:
+                    self._dispatch(key, entries)
+                except (KeyError, ValueError, UnicodeDecodeError) as exc:
+                    # An entry not written by tokenrelay is skipped, rather than
+                    # stopping every stream of the process.
+                    self._metrics.hub_errors.inc()
+                    log.error("hub: skipped a malformed entry in %s (%s)", key, type(exc).__name__)
+                    self._skip_past(key, entries)
+
+    def _skip_past(self, key: str, entries: list[Any]) -> None:
+        gen_id = self._by_key.get(key)
+        tail = self._tails.get(gen_id) if gen_id is not None else None
+        if tail is not None and entries:
+            tail.cursor = str(entries[-1][0])
+
+    def _dispatch(self, key: str, entries: list[Any]) -> None:
+        if key == self._wake_key:
+            self._wake_cursor = entries[-1][0]
+            return
+        gen_id = self._by_key.get(key)
+        tail = self._tails.get(gen_id) if gen_id is not None else None
+        if tail is None:
+            return  # nobody watches any more
+        floor = cursor_key(tail.cursor)
+        batch = [
+            stored_event_from_entry(entry_id, fields)
+            for entry_id, fields in entries
+            if cursor_key(entry_id) > floor  # a tail re-created mid-read starts later
+        ]
+        if not batch:
+            return
+        tail.cursor = batch[-1].id
+        for viewer in list(tail.viewers):
+            if not viewer.offer(batch):
+                tail.viewers.discard(viewer)
+                viewer.detach()
+        if batch[-1].is_terminal or not tail.viewers:
+            self._drop_tail(tail)

@@ -1,0 +1,114 @@
+"""How many SSE connections watch a generation, across every API replica.
+
+Each generation has a small hash in Redis, `replica id -> "count deadline_ms"`.
+A replica writes its own field only: when its local count changes (coalesced, so
+a thousand viewers arriving at once cost one pipeline, not a thousand commands),
+and again every `ttl_s / 3` to push its deadline forward. Readers sum the fields
+whose deadline has not passed, so a replica that dies (SIGKILL, lost host) stops
+counting after at most `ttl_s`, with no cleanup by anyone; the key itself
+expires too. A replica that stops cleanly deletes its fields at once.
+
+Why a per-generation hash rather than a per-replica one: a status read then
+costs one HGETALL whatever the number of replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services import keys
+
+log = logging.getLogger(__name__)
+
+
+class Presence:
+    def __init__(
+        self, redis: Redis, replica_id: str, *, ttl_s: float = 30.0, flush_s: float = 0.05
+    ) -> None:
+        self._redis = redis
+        self._replica_id = replica_id
+        self._ttl_ms = int(ttl_s * 1000)
+        self._flush_s = flush_s
+        self._counts: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def viewers_changed(self, gen_id: str, count: int) -> None:
+        """Record this replica's new count for `gen_id`; written shortly after."""
+        if count > 0:
+            self._counts[gen_id] = count
+        else:
+            self._counts.pop(gen_id, None)
+        self._dirty.add(gen_id)
+        self._changed.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._write_forever(), name="presence")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        every = set(self._counts) | self._dirty
+        self._counts.clear()
+        self._dirty = every
+        with contextlib.suppress(RedisError, OSError):
+            await self._flush(set(self._dirty))
+
+    async def count(self, gen_id: str) -> int:
+        """Open SSE connections to `gen_id` on every live replica."""
+        fields: dict[str, str] = await self._redis.hgetall(keys.viewers(gen_id))  # type: ignore[misc]  # redis-py types the sync and async client alike
+        now_ms = int(time.time() * 1000)
+        total = 0
+        for value in fields.values():
+            count, _, deadline = value.partition(" ")
+            with contextlib.suppress(ValueError):
+                if int(deadline) > now_ms:
+                    total += int(count)
+        return total
+
+    async def _write_forever(self) -> None:
+        refresh_s = self._ttl_ms / 3000
+        next_refresh = time.monotonic() + refresh_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_refresh - time.monotonic())):
+                    await self._changed.wait()
+            self._changed.clear()
+            if time.monotonic() >= next_refresh:
+                due = set(self._counts) | self._dirty
+                next_refresh = time.monotonic() + refresh_s
+            else:
+                due = set(self._dirty)
+            self._dirty.clear()
+            try:
+                await self._flush(due)
+            except (RedisError, OSError) as exc:
+                log.warning("presence: could not write viewer counts (%s)", type(exc).__name__)
+                self._dirty |= due
+                self._changed.set()
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(self._flush_s)  # coalesce bursts of joins and leaves
+
+    async def _flush(self, gen_ids: set[str]) -> None:
+        if not gen_ids:
+            return
+        deadline = int(time.time() * 1000) + self._ttl_ms
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for gen_id in gen_ids:
+                key = keys.viewers(gen_id)
+                count = self._counts.get(gen_id, 0)
+                if count > 0:
+                    pipe.hset(key, self._replica_id, f"{count} {deadline}")
+                    pipe.pexpire(key, self._ttl_ms * 2)
+                else:
+                    pipe.hdel(key, self._replica_id)
+            await pipe.execute()

@@ -1,0 +1,102 @@
+"""The processes a benchmark run needs: a private Redis, and the two servers under test.
+
+Everything listens on 127.0.0.1 only, on free ports; the Redis is private to the
+run (never the machine's 6379) and keeps nothing on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from cli.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def raise_fd_limit(wanted: int = 20_000) -> int:
+    """Raise this process's (and so its children's) open-file limit as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    """A server under test: `tokenrelay api` (the hub) or `bench.naive` (the baseline)."""
+
+    def __init__(self, kind: str, redis_url: str) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+            prefix=f"bench-{kind}-", suffix=".log", delete=False
+        )
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TOKENRELAY_REDIS_URL": redis_url,
+            "TOKENRELAY_API_KEYS": "",
+            "TOKENRELAY_MAX_SSE_CONNECTIONS": "50000",
+            "TOKENRELAY_HEARTBEAT_S": "15",
+        }
+        if kind == "hub":
+            args = ["-m", "cli.main", "api", "--port", str(self.port)]
+        else:
+            args = ["-m", "bench.naive", "--port", str(self.port), "--redis-url", redis_url]
+        self.process = subprocess.Popen(
+            [sys.executable, *args], env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._wait_listening()
+
+    def _wait_listening(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited: {Path(self.log.name).read_text()}")
+            try:
+                httpx.get(f"{self.base_url}/healthz", timeout=1)
+                return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    @property
+    def rss_kib(self) -> int:
+        return rss_kib(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
