@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from api.cursor import cursor_key
@@ -90,6 +91,7 @@ class Viewer:
         "capacity",
         "closed",
         "detached",
+        "failed",
         "gen_id",
         "idle_s",
         "queued",
@@ -102,6 +104,7 @@ class Viewer:
         self.queued = 0
         self.detached = False
         self.closed = False
+        self.failed = False
         self.idle_s = float("inf")
         self.waiting_since = 0.0
         self._batches: deque[list[StoredEvent]] = deque()
@@ -123,6 +126,11 @@ class Viewer:
     def close(self) -> None:
         self.closed = True
         self.wake()
+
+    def fail(self) -> None:
+        """End this viewer because Redis is unreachable (its follow() raises)."""
+        self.failed = True
+        self.close()
 
     async def next_batch(self) -> list[StoredEvent] | _Signal:
         """The next queued batch; DETACHED once the queue is drained after a detach;
@@ -315,6 +323,8 @@ class StreamHub:
                     last_key = cursor_key(last)
                 if batch is DETACHED:
                     self._metrics.slow_switches.inc()
+            if viewer.failed:
+                raise RedisConnectionError("the shared stream read lost Redis")
 
     # -- internals -------------------------------------------------------------------------
 
@@ -393,7 +403,12 @@ class StreamHub:
                     viewer.wake()
 
     async def _read_forever(self) -> None:
+        """The shared read loop. One failed read is retried at once (a killed
+        connection reconnects with no gap); a second in a row means Redis is really
+        away, and the live viewers are ended so their clients get a retry hint and
+        resume, through a 503 while Redis is down, instead of waiting in silence."""
         backoff = 0.1
+        failures = 0
         while True:
             streams: dict[Any, Any] = {self._wake_key: self._wake_cursor}
             self._wake_pending = False
@@ -404,11 +419,18 @@ class StreamHub:
                 reply = await self._reader.xread(streams, count=self._page, block=self._block_ms)
             except (RedisError, OSError) as exc:
                 self._metrics.hub_errors.inc()
+                failures += 1
                 log.warning("hub: shared read failed (%s); retrying", type(exc).__name__)
+                if failures == 1:
+                    continue
+                for tail in self._tails.values():
+                    for viewer in list(tail.viewers):
+                        viewer.fail()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.1
+            failures = 0
             for key, entries in reply or ():
                 try:
                     self._dispatch(key, entries)
