@@ -1,0 +1,33 @@
+"""The benchmarks run in CI in their quick mode: they must keep working.
+
+No figure is asserted (speed is measured in bench/, never judged by a test);
+what is checked is that both systems were measured and every table was printed,
+so a benchmark that silently broke cannot go unnoticed until the next full run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(300)
+def test_quick_benchmark_runs_and_reports_both_systems(tmp_path: Path) -> None:
+    out = tmp_path / "quick.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "| hub |" in finished.stdout and "| naive |" in finished.stdout
+    figures = json.loads(out.read_text())
+    assert figures, "the benchmark saved its figures"
