@@ -8,22 +8,16 @@ from fastapi import APIRouter
 
 from api.deps import Authenticated, StateDep
 from services.config import Settings
-from services.providers import configured_provider_names
+from services.providers import PROVIDER_CLASSES, configured_provider_names
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authenticated])
-
-_SUGGESTED = {
-    "openai": ["gpt-4o-mini", "gpt-4o"],
-    "anthropic": ["claude-sonnet-4-5", "claude-haiku-4-5"],
-    "demo": ["echo", "story"],
-}
 
 
 def listed_models(settings: Settings) -> list[str]:
     return [
         f"{provider}/{model}"
         for provider in configured_provider_names(settings)
-        for model in _SUGGESTED[provider]
+        for model in PROVIDER_CLASSES[provider].suggested_models
     ]
 
 

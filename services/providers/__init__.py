@@ -8,7 +8,12 @@ from services.providers.base import Provider
 from services.providers.demo import DemoProvider
 from services.providers.openai import OpenAIProvider
 
-KNOWN_PROVIDERS = ("openai", "anthropic", "demo")
+PROVIDER_CLASSES: dict[str, type[Provider]] = {
+    "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+    "demo": DemoProvider,
+}
+KNOWN_PROVIDERS = tuple(PROVIDER_CLASSES)
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, ClassVar
 
 import anthropic
 import anyio
@@ -209,6 +209,7 @@ class _StreamState:
 
 class AnthropicProvider:
     name = "anthropic"
+    suggested_models: ClassVar[tuple[str, ...]] = ("claude-sonnet-4-5", "claude-haiku-4-5")
 
     def __init__(self, settings: Settings) -> None:
         key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
@@ -223,10 +224,6 @@ class AnthropicProvider:
                 settings.total_timeout_s, connect=settings.provider_connect_timeout_s
             ),
         )
-
-    def listed_models(self) -> list[str]:
-        """Suggestions only: any model name the upstream knows is accepted."""
-        return ["claude-sonnet-4-5", "claude-haiku-4-5"]
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -18,6 +18,7 @@ import json
 import random
 import re
 from collections.abc import AsyncGenerator
+from typing import ClassVar
 
 from services.errors import ProviderError
 from services.events import ToolCallFragment, Usage
@@ -102,12 +103,10 @@ def story_tokens(prompt: str, count: int) -> list[str]:
 
 class DemoProvider:
     name = "demo"
+    suggested_models: ClassVar[tuple[str, ...]] = ("echo", "story", "tool")
 
     def __init__(self, tokens_per_s: float) -> None:
         self.delay_s = 1.0 / tokens_per_s if tokens_per_s > 0 else 0.0
-
-    def listed_models(self) -> list[str]:
-        return ["echo", "story", "tool"]
 
     async def aclose(self) -> None:
         """Nothing to release: the demo provider has no client."""

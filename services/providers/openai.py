@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, ClassVar
 
 import openai
 
@@ -92,6 +92,7 @@ def chat_params(
 
 class OpenAIProvider:
     name = "openai"
+    suggested_models: ClassVar[tuple[str, ...]] = ("gpt-4o-mini", "gpt-4o")
 
     def __init__(self, settings: Settings) -> None:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
@@ -111,10 +112,6 @@ class OpenAIProvider:
                 settings.total_timeout_s, connect=settings.provider_connect_timeout_s
             ),
         )
-
-    def listed_models(self) -> list[str]:
-        """Suggestions only: any model name the upstream knows is accepted."""
-        return ["gpt-4o-mini", "gpt-4o"]
 
     async def aclose(self) -> None:
         await self._client.close()
