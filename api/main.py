@@ -50,10 +50,17 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.accepted_api_keys:
             log.warning("TOKENRELAY_API_KEYS is unset: the API accepts every request (dev only)")
+        # Ordinary commands get a socket timeout, so a Redis that hangs (partitioned,
+        # paused) turns into 503s instead of requests that wait forever. The hub's
+        # blocking read has a connection of its own without one.
+        timeouts = {
+            "socket_timeout": settings.redis_timeout_s,
+            "socket_connect_timeout": settings.redis_timeout_s,
+        }
         redis = Redis.from_url(
-            settings.redis_url, decode_responses=True, client_name="tokenrelay-api"
+            settings.redis_url, decode_responses=True, client_name="tokenrelay-api", **timeouts
         )
-        queue = ArqRedis.from_url(settings.redis_url)
+        queue = ArqRedis.from_url(settings.redis_url, **timeouts)
         # The hub's blocking read gets a connection of its own, outside the pool.
         reader = Redis.from_url(
             settings.redis_url,

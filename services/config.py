@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = Field(
+        default=5.0, gt=0, description="API: how long one Redis command may take before a 503"
+    )
     api_keys: SecretStr | None = Field(
         default=None, description="comma-separated keys; unset means no auth (dev only)"
     )
