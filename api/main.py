@@ -53,14 +53,17 @@ def create_app(settings: Settings) -> FastAPI:
         # Ordinary commands get a socket timeout, so a Redis that hangs (partitioned,
         # paused) turns into 503s instead of requests that wait forever. The hub's
         # blocking read has a connection of its own without one.
-        timeouts = {
-            "socket_timeout": settings.redis_timeout_s,
-            "socket_connect_timeout": settings.redis_timeout_s,
-        }
+        timeout_s = settings.redis_timeout_s
         redis = Redis.from_url(
-            settings.redis_url, decode_responses=True, client_name="tokenrelay-api", **timeouts
+            settings.redis_url,
+            decode_responses=True,
+            client_name="tokenrelay-api",
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
         )
-        queue = ArqRedis.from_url(settings.redis_url, **timeouts)
+        queue = ArqRedis.from_url(
+            settings.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         # The hub's blocking read gets a connection of its own, outside the pool.
         reader = Redis.from_url(
             settings.redis_url,
