@@ -48,8 +48,33 @@ def error_response(
     return JSONResponse(error_body(error_type, message), status_code=status, headers=headers)
 
 
-def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[int, str]:
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
+def is_json_content_type(value: str | None) -> bool:
+    """What FastAPI parses as JSON: no type at all, `*/json` or `*/*+json`."""
+    if not value:
+        return True
+    subtype = value.split(";", 1)[0].strip().lower().partition("/")[2]
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def describe_validation_errors(
+    errors: list[dict[str, Any]], content_type: str | None = None
+) -> tuple[int, str]:
     """(status, message) for pydantic/FastAPI validation errors."""
+    body_not_an_object = any(
+        err.get("type") in _NOT_AN_OBJECT and tuple(err.get("loc", ())) == ("body",)
+        for err in errors
+    )
+    if body_not_an_object and not is_json_content_type(content_type):
+        shown = (content_type or "")[:80]
+        return 415, (
+            f"request body must be JSON: send it with 'Content-Type: application/json', "
+            f"not '{shown}'"
+        )
+    if body_not_an_object:
+        return 422, "body: must be a JSON object"
     if any(err.get("type") == "json_invalid" for err in errors):
         detail = next(err for err in errors if err.get("type") == "json_invalid")
         reason = (detail.get("ctx") or {}).get("error", "invalid JSON")
@@ -71,9 +96,10 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.error_type, exc.message, exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    status, message = describe_validation_errors(list(exc.errors()))
+    content_type = request.headers.get("content-type")
+    status, message = describe_validation_errors(list(exc.errors()), content_type)
     return error_response(status, _STATUS_TYPES[status], message)
 
 

@@ -3,6 +3,7 @@ and nothing is recorded or queued for it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -44,7 +45,7 @@ BAD_BODIES = [
     pytest.param(
         with_(model="openai/gpt-4o-mini"), 400, "not configured", id="unconfigured-provider"
     ),
-    pytest.param([1, 2], 422, "body", id="body-is-a-list"),
+    pytest.param([1, 2], 422, "body: must be a JSON object", id="body-is-a-list"),
 ]
 
 
@@ -92,6 +93,30 @@ async def test_invalid_json_is_a_400(
         "/v1/generations", content=content, headers={"content-type": "application/json"}
     )
     assert_error_shape(response, 400, fragment)
+    assert generation_count(redis_client) == before
+
+
+@pytest.mark.parametrize("content", [b"null", b"42", b'"text"'])
+async def test_json_that_is_not_an_object_is_a_422(
+    client: httpx.AsyncClient, content: bytes
+) -> None:
+    response = await client.post(
+        "/v1/generations", content=content, headers={"content-type": "application/json"}
+    )
+    assert_error_shape(response, 422, "body: must be a JSON object")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
+async def test_body_that_is_not_declared_json_is_a_415(
+    client: httpx.AsyncClient, redis_client: redis.Redis, content_type: str
+) -> None:
+    before = generation_count(redis_client)
+    response = await client.post(
+        "/v1/generations", content=json.dumps(GOOD), headers={"content-type": content_type}
+    )
+    assert_error_shape(response, 415, "Content-Type: application/json")
     assert generation_count(redis_client) == before
 
 
