@@ -45,7 +45,10 @@ def build_worker(settings: Settings) -> Worker:
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         max_jobs=settings.worker_max_jobs,
-        job_timeout=24 * 3600,
+        # Our own total limit ends every generation first; this bound matters only for
+        # arq's in-progress marker, which also decides when arq itself re-runs a job
+        # whose worker died before the generation was indexed for the reaper.
+        job_timeout=int(settings.total_timeout_s + settings.lease_s + 60),
         keep_result=60,
         poll_delay=0.05,
         handle_signals=True,
