@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -37,10 +38,9 @@ class Stack:
         self.base_url = api.base_url
 
 
-@pytest.fixture(scope="session")
-def stack(redis_url: str) -> Iterator[Stack]:
-    """One API and one worker process shared by the tests that do not kill processes."""
-    env = stack_env(redis_url)
+@contextlib.contextmanager
+def running_stack(redis_url: str, env: dict[str, str]) -> Iterator[Stack]:
+    """A worker and an API process started with `env`, ready; both stopped on exit."""
     worker = WorkerProcess(env)
     api = ApiProcess(env)
     try:
@@ -50,6 +50,13 @@ def stack(redis_url: str) -> Iterator[Stack]:
     finally:
         api.stop()
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str) -> Iterator[Stack]:
+    """One API and one worker process shared by the tests that do not kill processes."""
+    with running_stack(redis_url, stack_env(redis_url)) as running:
+        yield running
 
 
 @pytest.fixture()

@@ -81,6 +81,15 @@ class Processes:
         self.started.append(api)
         return api
 
+    def ready(self, workers: int) -> tuple[list[WorkerProcess], ApiProcess]:
+        """`workers` workers and one API, all started together and ready."""
+        started = [self.worker() for _ in range(workers)]
+        api = self.api()
+        for worker in started:
+            worker.wait_ready()
+        api.wait_ready()
+        return started, api
+
     def stop_all(self) -> None:
         for process in reversed(self.started):
             process.signal(18)  # SIGCONT, in case a test left one stopped

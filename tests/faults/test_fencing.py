@@ -27,11 +27,7 @@ from worker.main import JOB_NAME
 
 
 async def test_sigstopped_worker_past_its_lease_is_fenced_after_sigcont(procs: Processes) -> None:
-    workers = [procs.worker(), procs.worker()]
-    api = procs.api()
-    for worker in workers:
-        worker.wait_ready()
-    api.wait_ready()
+    workers, api = procs.ready(workers=2)
     gen_id = await create(api.base_url, max_tokens=160)
     viewer = asyncio.create_task(watch(api.base_url, gen_id))
     await wait_for(lambda: _content(api.base_url, gen_id), what="first output")

@@ -35,11 +35,7 @@ async def test_redis_restart_with_aof_loses_nothing(tmp_path: Path) -> None:
     redis.start()
     procs = Processes(fault_env(redis.url))
     try:
-        workers = [procs.worker(), procs.worker()]
-        api = procs.api()
-        for worker in workers:
-            worker.wait_ready()
-        api.wait_ready()
+        workers, api = procs.ready(workers=2)
         gen_id = await create(api.base_url, max_tokens=200)
         viewer = asyncio.create_task(watch(api.base_url, gen_id))
         await wait_for(lambda: _content(api.base_url, gen_id), what="first output")

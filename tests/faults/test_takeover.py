@@ -21,11 +21,7 @@ from tests.support.sse import assemble_text
 async def test_sigkill_mid_stream_is_taken_over_with_reset_and_exact_text(
     procs: Processes,
 ) -> None:
-    workers = [procs.worker(), procs.worker()]
-    api = procs.api()
-    for worker in workers:
-        worker.wait_ready()
-    api.wait_ready()
+    workers, api = procs.ready(workers=2)
 
     gen_id = await create(api.base_url, max_tokens=120)
     early = asyncio.create_task(watch(api.base_url, gen_id))
@@ -111,11 +107,7 @@ async def _has_content(base_url: str, gen_id: str) -> bool:
 
 async def test_worker_stopped_mid_stream_hands_its_generation_over(procs: Processes) -> None:
     """SIGTERM past the drain time: the job is cancelled, its lease handed back at once."""
-    workers = [procs.worker(), procs.worker()]
-    api = procs.api()
-    for worker in workers:
-        worker.wait_ready()
-    api.wait_ready()
+    workers, api = procs.ready(workers=2)
     gen_id = await create(api.base_url, max_tokens=200)
     viewer = asyncio.create_task(watch(api.base_url, gen_id))
     await wait_for(lambda: _has_content(api.base_url, gen_id), what="first output")

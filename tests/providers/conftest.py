@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import Stack, running_stack
 from tests.support.fake_anthropic import fake_anthropic
 from tests.support.fake_openai import fake_openai
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.processes import ApiProcess, WorkerProcess, stack_env
+from tests.support.processes import stack_env
 
 OPENAI_TEST_KEY = "sk-test-openai-0123456789abcdef"
 ANTHROPIC_TEST_KEY = "sk-ant-test-0123456789abcdef"
@@ -63,18 +63,11 @@ def provider_stack(redis_url: str, fakes: Fakes) -> Iterator[Stack]:
         TOKENRELAY_IDLE_TIMEOUT_S=str(IDLE_TIMEOUT_S),
         TOKENRELAY_TOTAL_TIMEOUT_S="120",
     )
-    worker = WorkerProcess(env)
-    api = ApiProcess(env)
-    try:
-        worker.wait_ready()
-        api.wait_ready()
-        yield Stack(api, worker, redis_url)
-    finally:
-        api.stop()
-        worker.stop()
-        for process in (api, worker):
-            log = process.log()
-            assert OPENAI_TEST_KEY not in log and ANTHROPIC_TEST_KEY not in log, "key in a log"
+    with running_stack(redis_url, env) as running:
+        yield running
+    for process in (running.api, running.worker):
+        log = process.log()
+        assert OPENAI_TEST_KEY not in log and ANTHROPIC_TEST_KEY not in log, "key in a log"
 
 
 @pytest.fixture()

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import Stack, running_stack
 from tests.providers.conftest import Fakes
 from tests.providers.flows import assert_consistent, new_script_id, run
-from tests.support.processes import ApiProcess, WorkerProcess, stack_env
+from tests.support.processes import stack_env
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +26,8 @@ def short_stack(redis_url: str, fakes: Fakes) -> Iterator[Stack]:
         TOKENRELAY_RETRY_BACKOFF_CAP_S="0.05",
         TOKENRELAY_TOTAL_TIMEOUT_S="2",
     )
-    worker, api = WorkerProcess(env), ApiProcess(env)
-    try:
-        worker.wait_ready()
-        api.wait_ready()
-        yield Stack(api, worker, redis_url)
-    finally:
-        api.stop()
-        worker.stop()
+    with running_stack(redis_url, env) as running:
+        yield running
 
 
 @pytest.fixture()
