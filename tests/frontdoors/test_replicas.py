@@ -75,3 +75,30 @@ async def test_anthropic_stream_cut_by_shutdown_resumes_elsewhere(
     error = body["error"]
     rest = await anthropic_view(anthropic_client, error["generation_id"], error["last_event_id"])
     assert received + message_text(rest) == "".join(story_tokens(prompt, tokens))
+
+
+async def test_waiting_non_streaming_request_is_told_the_replica_shuts_down(stack: Stack) -> None:
+    prompt, tokens = "outlive the replica, no stream", 2000
+    replica = ApiProcess(stack_env(stack.redis_url)).wait_ready()
+    try:
+        async with openai.AsyncOpenAI(
+            base_url=f"{replica.base_url}/v1", api_key="unused", max_retries=0
+        ) as doomed:
+            waiting = asyncio.create_task(
+                doomed.chat.completions.create(
+                    model="demo/story",
+                    messages=[{"role": "user", "content": prompt}],
+                    max_tokens=tokens,
+                )
+            )
+            await asyncio.sleep(1.0)  # the request is in, waiting for the generation
+            assert not waiting.done()
+            replica.signal(signal.SIGTERM)
+            with pytest.raises(openai.APIStatusError) as refused:
+                await waiting
+    finally:
+        await asyncio.to_thread(replica.stop)
+
+    assert refused.value.status_code == 503
+    assert "shutting down" in refused.value.message
+    assert refused.value.response.headers["x-generation-id"].startswith("gen_")
