@@ -18,7 +18,6 @@ feed, and fold the transcript they are built from.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
@@ -150,39 +149,29 @@ async def door_stream(
 
 
 async def wait_for_transcript(state: AppState, gen_id: str) -> Transcript:
-    """Fold the generation's events until its terminal one (for non-streaming answers)."""
+    """Fold the generation's events until its terminal one (for non-streaming answers).
+
+    The hub ends every feed when the process starts draining, so a feed that ends
+    without a terminal event means either that, or a feed cut short: both a 503.
+    """
     transcript = Transcript()
     feed = state.feed.follow(gen_id, START, idle_s=state.settings.heartbeat_s)
-    draining = asyncio.ensure_future(state.draining.wait())
-    try:
-        while True:
-            next_item = asyncio.ensure_future(anext(feed))
-            await asyncio.wait({next_item, draining}, return_when=asyncio.FIRST_COMPLETED)
-            if not next_item.done():
-                next_item.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await next_item
-                shutting_down = Unavailable(
-                    f"the server is shutting down; generation {gen_id} goes on, read its "
-                    f"result with GET /v1/generations/{gen_id}",
-                    retry_after_s=1,
-                )
-                shutting_down.headers["X-Generation-Id"] = gen_id
-                raise shutting_down
-            try:
-                item = next_item.result()
-            except StopAsyncIteration:
-                raise Unavailable(f"the event feed of {gen_id} ended early; retry") from None
+    async with contextlib.aclosing(feed):
+        async for item in feed:
             if item is None:
                 continue
             transcript.apply(item.decoded())
             if item.is_terminal:
                 return transcript
-    finally:
-        draining.cancel()
-        close = getattr(feed, "aclose", None)
-        if close is not None:
-            await close()
+    if state.draining.is_set():
+        shutting_down = Unavailable(
+            f"the server is shutting down; generation {gen_id} goes on, read its "
+            f"result with GET /v1/generations/{gen_id}",
+            retry_after_s=1,
+        )
+        shutting_down.headers["X-Generation-Id"] = gen_id
+        raise shutting_down
+    raise Unavailable(f"the event feed of {gen_id} ended early; retry")
 
 
 async def joined_door_stream(
