@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     # SSE transport
     sse_retry_ms: int = Field(default=2000, ge=0, description="`retry:` sent at stream start")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_header_bytes: int = Field(
+        default=65_536, ge=1024, description="request line + headers; past it a 431 and close"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request's line and headers must arrive within this"
+    )
     shutdown_grace_s: float = Field(
         default=10.0, ge=1, description="on SIGTERM, how long open streams get to close"
     )
