@@ -19,7 +19,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 async def readyz(state: StateDep) -> JSONResponse | dict[str, str]:
-    """200 only when Redis answers and the process is not shutting down."""
+    """200 only when Redis answers, the shared stream read is not stuck, and the process
+    is not shutting down."""
     if state.draining.is_set():
         return JSONResponse({"status": "draining"}, status_code=503, headers={"Retry-After": "1"})
     try:
@@ -27,5 +28,11 @@ async def readyz(state: StateDep) -> JSONResponse | dict[str, str]:
     except (RedisError, OSError):
         return JSONResponse(
             {"status": "redis unavailable"}, status_code=503, headers={"Retry-After": "2"}
+        )
+    if state.feed.reader_stalled:
+        # Commands work but the shared stream read gets no reply (a half-open
+        # connection): this replica's viewers would wait in silence.
+        return JSONResponse(
+            {"status": "stream reader stalled"}, status_code=503, headers={"Retry-After": "2"}
         )
     return {"status": "ready"}
