@@ -13,6 +13,12 @@ Choices, and why:
   and a read cancelled half way (shutdown) must not hand a connection with an
   unread reply to someone else. redis-py disconnects a connection whose read is
   interrupted, and this one is ours alone, so the next read simply reconnects.
+- A half-open connection (nothing arrives, nothing fails) must not stall every
+  viewer of the process in silence. The read blocks for `HUB_BLOCK_S` only, and
+  its connection gives up on a reply after that plus the ordinary reply margin
+  (services/redis_connections.py); the read then starts again from the tails'
+  cursors on a fresh connection. `reader_silence_s` tells readiness and metrics
+  how long the reader has gone without a reply, so a stuck reader is visible.
 - Waking the read when a stream gets its first viewer: the XREAD also watches a
   small per-process "wake" stream, and adding a tail XADDs to it. Because the
   reader passes the wake stream's last seen id (not `$`), an XADD that lands
@@ -48,6 +54,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -65,6 +72,10 @@ from services.events import StoredEvent, stored_event_from_entry
 log = logging.getLogger(__name__)
 
 START: Final = "0-0"
+HUB_BLOCK_S: Final = 5.0
+"""How long one shared read blocks: the idle cost is one XREAD per this, per process."""
+WAKE_TTL_S: Final = 3600
+"""The wake stream outlives its process by at most this (a SIGKILLed API cannot delete it)."""
 
 
 class _Signal:
@@ -189,18 +200,22 @@ class StreamHub:
         *,
         queue_events: int = 1024,
         page: int = 500,
-        block_ms: int = 30_000,
+        block_s: float = HUB_BLOCK_S,
+        reply_margin_s: float = 5.0,
         replica_id: str | None = None,
         max_concurrent_reads: int = 8,
     ) -> None:
         """`redis` is the command pool (backlog reads, wakes); `reader` must be a
-        dedicated single-connection client with no socket timeout, used only here."""
+        dedicated single-connection client used only here, whose reply timeout is
+        `block_s + reply_margin_s` (services.redis_connections.blocking_reader)."""
         self._redis = redis
         self._reader = reader
         self._metrics = metrics
         self._queue_events = queue_events
         self._page = page
-        self._block_ms = block_ms
+        self._block_ms = int(block_s * 1000)
+        self.stall_after_s = block_s + reply_margin_s
+        self._last_reply = 0.0
         self.replica_id = replica_id or secrets.token_hex(8)
         self._wake_key = keys.hub_wake(self.replica_id)
         self._wake_cursor = START
@@ -216,10 +231,12 @@ class StreamHub:
         self._sweeper: asyncio.Task[None] | None = None
         self.on_viewers_changed: list[Callable[[str, int], None]] = []
         metrics.watch_viewers(lambda: dict(self._viewers))
+        metrics.watch_reader(lambda: self.reader_silence_s)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._last_reply = time.monotonic()
         self._task = asyncio.create_task(self._read_forever(), name="hub-reader")
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="hub-idle-sweep")
 
@@ -242,6 +259,16 @@ class StreamHub:
             viewer.close()
 
     # -- what routes and presence use --------------------------------------------------------
+
+    @property
+    def reader_silence_s(self) -> float:
+        """Seconds since the shared read last got a reply (an empty one after its
+        block time counts): past `stall_after_s`, the reader is stuck."""
+        return time.monotonic() - self._last_reply
+
+    @property
+    def reader_stalled(self) -> bool:
+        return self.reader_silence_s > self.stall_after_s
 
     def local_viewers(self, gen_id: str) -> int:
         return self._viewers.get(gen_id, 0)
@@ -388,7 +415,10 @@ class StreamHub:
         self._wake_pending = True
         self._metrics.hub_commands.labels("XADD").inc()
         try:
-            await self._redis.xadd(self._wake_key, {"w": "1"}, maxlen=1)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1)
+                pipe.expire(self._wake_key, WAKE_TTL_S)
+                await pipe.execute()
         except (RedisError, OSError):
             log.warning("hub: could not wake the reader; it picks up new streams on its next read")
 
@@ -417,6 +447,7 @@ class StreamHub:
             try:
                 self._metrics.hub_commands.labels("XREAD").inc()
                 reply = await self._reader.xread(streams, count=self._page, block=self._block_ms)
+                self._last_reply = time.monotonic()
             except (RedisError, OSError) as exc:
                 self._metrics.hub_errors.inc()
                 failures += 1

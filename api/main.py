@@ -15,13 +15,11 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from arq.connections import ArqRedis
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
-from api.hub import StreamHub
+from api.hub import HUB_BLOCK_S, StreamHub
 from api.metrics import ApiMetrics
 from api.presence import Presence
 from api.routes import (
@@ -38,6 +36,7 @@ from api.routes import (
 from api.state import AppState
 from services.config import Settings
 from services.redis_checks import warn_about_redis_settings
+from services.redis_connections import blocking_reader, command_client, queue_client
 from services.store import GenerationStore
 
 log = logging.getLogger(__name__)
@@ -50,27 +49,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.accepted_api_keys:
             log.warning("TOKENRELAY_API_KEYS is unset: the API accepts every request (dev only)")
-        # Ordinary commands get a socket timeout, so a Redis that hangs (partitioned,
-        # paused) turns into 503s instead of requests that wait forever. The hub's
-        # blocking read has a connection of its own without one.
-        timeout_s = settings.redis_timeout_s
-        redis = Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            client_name="tokenrelay-api",
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-        )
-        queue = ArqRedis.from_url(
-            settings.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
-        # The hub's blocking read gets a connection of its own, outside the pool.
-        reader = Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            single_connection_client=True,
-            client_name="tokenrelay-hub",
-        )
+        # Every connection has a bound on a due reply (services/redis_connections.py):
+        # a hung or half-open Redis turns into 503s, never into requests that wait.
+        redis = command_client(settings, "tokenrelay-api")
+        queue = queue_client(settings, "tokenrelay-api-queue")
+        reader = blocking_reader(settings, "tokenrelay-hub", block_s=HUB_BLOCK_S)
         replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         feed = StreamHub(
             redis,
@@ -78,6 +61,8 @@ def create_app(settings: Settings) -> FastAPI:
             api_metrics,
             queue_events=settings.viewer_queue_events,
             replica_id=replica_id,
+            block_s=HUB_BLOCK_S,
+            reply_margin_s=settings.redis_timeout_s,
         )
         presence = Presence(redis, replica_id, ttl_s=settings.presence_ttl_s)
         feed.on_viewers_changed.append(presence.viewers_changed)

@@ -82,9 +82,18 @@ class ApiMetrics:
         )
         self.hub_errors = Counter(
             "tokenrelay_hub_read_errors",
-            "Failed shared reads (Redis unreachable); the reader retries.",
+            "Failed or timed-out shared reads (Redis unreachable or silent); the reader retries.",
             registry=r,
         )
+
+    def watch_reader(self, silence_s: Callable[[], float]) -> None:
+        """Export how long the shared reader has gone without a Redis reply."""
+        Gauge(
+            "tokenrelay_hub_reader_silence_seconds",
+            "Seconds since the shared stream read last got a reply from Redis; above the"
+            " block time plus TOKENRELAY_REDIS_TIMEOUT_S the reader is stuck.",
+            registry=self.registry,
+        ).set_function(silence_s)
 
     def watch_viewers(self, viewers_by_stream: Callable[[], Mapping[str, int]]) -> None:
         """Export the viewers-per-stream distribution, computed when scraped."""

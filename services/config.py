@@ -20,7 +20,12 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_s: float = Field(
-        default=5.0, gt=0, description="API: how long one Redis command may take before a 503"
+        default=5.0,
+        gt=0,
+        description="longest wait for a Redis reply that is due; past it the connection is dropped",
+    )
+    redis_max_connections: int = Field(
+        default=64, ge=4, description="command connections per process (the pool's bound)"
     )
     api_keys: SecretStr | None = Field(
         default=None, description="comma-separated keys; unset means no auth (dev only)"
@@ -31,6 +36,19 @@ class Settings(BaseSettings):
     # SSE transport
     sse_retry_ms: int = Field(default=2000, ge=0, description="`retry:` sent at stream start")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_json_depth: int = Field(
+        default=64,
+        ge=4,
+        le=128,
+        description="deepest nesting of objects and arrays a request body may have; at most "
+        "128, so that what the API stores stays within the nesting pydantic's JSON parser "
+        "reads back in the worker (200)",
+    )
+    allowed_origins: str = Field(
+        default="",
+        description="with auth off: comma-separated browser origins, besides the API's own, "
+        "that may send state-changing requests; '*' allows every origin",
+    )
     max_header_bytes: int = Field(
         default=65_536, ge=1024, description="request line + headers; past it a 431 and close"
     )
@@ -128,6 +146,15 @@ class Settings(BaseSettings):
             return frozenset()
         raw = self.api_keys.get_secret_value()
         return frozenset(key.strip() for key in raw.split(",") if key.strip())
+
+    @property
+    def cross_origins(self) -> frozenset[str]:
+        """The origins of `allowed_origins`, without trailing slashes (`*` stays `*`)."""
+        return frozenset(
+            origin.strip().rstrip("/").lower()
+            for origin in self.allowed_origins.split(",")
+            if origin.strip()
+        )
 
     @property
     def openai_configured(self) -> bool:

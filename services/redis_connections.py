@@ -1,0 +1,131 @@
+"""The one way tokenrelay opens a Redis connection, so that none can wait forever.
+
+Why this module exists: a connection can go half-open (a NAT or load-balancer
+entry expires, a failover happens without a RST): the socket stays open and
+nothing ever arrives. A client without a bound then waits forever, and whatever
+waits on it (a worker's publish, the API's shared reader) stalls with it while
+everything else looks healthy. Every connection built here therefore has:
+
+- a connect timeout, and TCP keepalive (the kernel notices a vanished peer even
+  on an idle connection);
+- a bound on how long a reply may take once one is due: `redis_timeout_s` for
+  ordinary commands, block time plus that margin for the hub's blocking reader.
+  A timed-out command raises `redis.exceptions.TimeoutError` and its connection
+  is dropped, so the next command reconnects;
+- a bounded command pool: an outage in which many requests pile up must not
+  leave the process holding that many connections for the rest of its life.
+
+Pub/sub connections have no reply due while idle; `live_messages` pings them
+so that their silence is noticed the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from services.config import Settings
+
+
+def keepalive_options() -> dict[int, int]:
+    """Probe an idle connection after 10 s, every 5 s, and give up after 3 misses.
+
+    Only the options this platform has (they are Linux names; macOS lacks some).
+    """
+    wanted = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+    return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
+
+
+def _connection_kwargs(settings: Settings, name: str, reply_timeout_s: float) -> dict[str, Any]:
+    return {
+        "socket_timeout": reply_timeout_s,
+        "socket_connect_timeout": settings.redis_timeout_s,
+        "socket_keepalive": True,
+        "socket_keepalive_options": keepalive_options(),
+        "client_name": name,
+    }
+
+
+def _bounded_pool(
+    settings: Settings, name: str, *, decode: bool, max_connections: int | None
+) -> BlockingConnectionPool:
+    # A full pool makes a command wait for a free connection, at most the reply
+    # timeout, then fail like any other Redis error (503 in the API).
+    return BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=max_connections or settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
+        decode_responses=decode,
+        **_connection_kwargs(settings, name, settings.redis_timeout_s),
+    )
+
+
+def command_client(settings: Settings, name: str, *, max_connections: int | None = None) -> Redis:
+    """A pooled client for ordinary commands, whose replies are due within `redis_timeout_s`."""
+    pool = _bounded_pool(settings, name, decode=True, max_connections=max_connections)
+    return Redis.from_pool(pool)
+
+
+def queue_client(settings: Settings, name: str) -> ArqRedis:
+    """arq's client (bytes, not str), with the same bounds as every other command client.
+
+    arq's own `create_pool` sets no reply timeout, so a half-open connection would
+    stop a worker from ever picking up a job again.
+    """
+    pool = _bounded_pool(settings, name, decode=False, max_connections=None)
+    client = ArqRedis(pool, default_queue_name=settings.queue_name)
+    client.auto_close_connection_pool = True
+    return client
+
+
+def blocking_reader(settings: Settings, name: str, *, block_s: float) -> Redis:
+    """A dedicated connection for one blocking read loop (`XREAD BLOCK`).
+
+    The reply is due within the block time, plus the ordinary margin: past that
+    the read fails, the connection is dropped, and the loop reads again from its
+    cursor on a fresh one.
+    """
+    reader: Redis = Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        single_connection_client=True,
+        **_connection_kwargs(settings, name, block_s + settings.redis_timeout_s),
+    )
+    return reader
+
+
+async def live_messages(pubsub: PubSub, *, reply_timeout_s: float) -> AsyncIterator[Any]:
+    """The messages of a subscribed `pubsub`, raising `TimeoutError` once it falls silent.
+
+    An idle subscription has no reply due, so silence alone says nothing. A side
+    task PINGs it every third of `reply_timeout_s`; each PONG ends the pending read,
+    so on a live connection no read waits longer than that. On a half-open one the
+    read outlasts the connection's own socket timeout (it must be `reply_timeout_s`,
+    as for every client built here) and fails: the caller resubscribes.
+    """
+
+    async def ping_forever() -> None:
+        while True:
+            await asyncio.sleep(reply_timeout_s / 3)
+            await pubsub.ping()
+
+    pinger = asyncio.create_task(ping_forever(), name="pubsub-ping")
+    try:
+        while True:
+            if pinger.done():
+                pinger.result()  # a failed PING: raise its error
+            message = await pubsub.get_message(timeout=None)
+            if message is not None and message.get("type") != "pong":
+                yield message
+    finally:
+        pinger.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+            await pinger
