@@ -27,6 +27,7 @@ from starlette.responses import Response
 from api.errors import describe_validation_errors
 from api.formats import anthropic as anthropic_format
 from api.formats import openai as openai_format
+from api.json_body import JsonBodyRoute
 from services.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ _ANTHROPIC_TYPES = {
     404: "not_found_error",
     409: "invalid_request_error",
     413: "request_too_large",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     503: "overloaded_error",
 }
@@ -88,7 +90,8 @@ def anthropic_body(status: int, error_type: str, message: str, param: str | None
 
 
 def door_route_class(render: BodyRenderer) -> type[APIRoute]:
-    """An APIRoute whose errors, from dependencies and handler alike, use `render`'s shape."""
+    """A route whose errors, from the body checks, dependencies and handler alike, use
+    `render`'s shape."""
 
     def answer(
         status: int,
@@ -100,7 +103,7 @@ def door_route_class(render: BodyRenderer) -> type[APIRoute]:
         status = 400 if status == 422 else status
         return JSONResponse(render(status, error_type, message, param), status, headers=headers)
 
-    class DoorRoute(APIRoute):
+    class DoorRoute(JsonBodyRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handle = super().get_route_handler()
 

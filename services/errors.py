@@ -48,6 +48,11 @@ class PayloadTooLarge(ApiError):
     error_type = "request_too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    error_type = "invalid_request_error"
+
+
 class InvalidFields(ApiError):
     status_code = 422
     error_type = "invalid_request_error"

@@ -1,15 +1,21 @@
 """What a generation is asked to do, and what a status read answers.
 
 The request model is the native API's body and also what a worker reads back
-from Redis, so both sides validate against one definition.
+from Redis, so both sides validate against one definition. They read different
+inputs, though: the API a parsed body, the worker the stored JSON text, through
+pydantic's JSON parser and its own limits. `to_stored_json` and
+`from_stored_json` are the one pair that crosses that gap, and the first proves
+the second will succeed before anything is queued.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticSerializationError
 
+from services.errors import InvalidRequest
 from services.events import Usage
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -81,6 +87,33 @@ class GenerationRequest(BaseModel):
         default=None, description="'auto', 'none', 'required', or the name of one tool"
     )
     metadata: dict[str, str] | None = Field(default=None, max_length=64)
+
+    def to_stored_json(self) -> str:
+        """The JSON a worker will run, checked now to read back as the worker reads it.
+
+        Without this check a request the worker cannot read (nested past the JSON
+        parser's limit, say) would be accepted with a 202 and fail later, after
+        retries, under a misleading error type. Here it is a 400 before anything
+        is written or queued.
+        """
+        try:
+            stored = self.model_dump_json(exclude_none=True)
+            GenerationRequest.from_stored_json(stored)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+            raise InvalidRequest(
+                f"the request cannot be stored in a form a worker reads back: {first['msg']}"
+            ) from None
+        except PydanticSerializationError as exc:
+            raise InvalidRequest(
+                f"the request cannot be stored in a form a worker reads back: {exc}"
+            ) from None
+        return stored
+
+    @classmethod
+    def from_stored_json(cls, stored: str) -> GenerationRequest:
+        """What a worker runs: the stored JSON, validated by pydantic's JSON parser."""
+        return cls.model_validate_json(stored)
 
     @property
     def provider(self) -> str:

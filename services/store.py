@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from services import keys
-from services.events import StoredEvent, Usage, stored_event_from_entry
+from services.events import ErrorEvent, StoredEvent, Usage, encode_data, stored_event_from_entry
 from services.generation import (
     FINISHED_STATUSES,
     ErrorInfo,
@@ -282,7 +283,7 @@ class GenerationStore:
             "status": "queued",
             "attempt": 0,
             "created_at": repr(created_at),
-            "request": request.model_dump_json(exclude_none=True),
+            "request": request.to_stored_json(),
         }
         if request.metadata:
             fields["metadata"] = json.dumps(request.metadata)
@@ -299,16 +300,38 @@ class GenerationStore:
 
     async def begin_attempt(
         self, gen_id: str, token: str, lease_ms: int, reason: str = "worker_restarted"
-    ) -> AttemptGrant | Literal["missing", "finished", "busy", "cancelled"]:
+    ) -> AttemptGrant | Literal["missing", "finished", "busy", "cancelled", "failed"]:
+        """Take the lease on a new attempt and read back the request it runs.
+
+        A stored request that does not validate (written by a version with other
+        limits) can never run: the generation fails at once with
+        `invalid_request_error`, instead of the error escaping into the job runner,
+        whose log line would quote the request and whose retries would end, much
+        later, as `worker_lost`.
+        """
         result = await self._begin(
             keys=keys.all_for(gen_id),
             args=[gen_id, token, lease_ms, repr(time.time()), self.retention_ms, reason],
         )
         if result[0] != "ok":
             return result[0]  # type: ignore[no-any-return]  # one of the Literal codes above
-        return AttemptGrant(
-            attempt=int(result[1]), request=GenerationRequest.model_validate_json(result[2])
+        try:
+            request = GenerationRequest.from_stored_json(result[2])
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+            await self._fail_attempt(
+                gen_id, token, f"the stored request cannot be read: {first['msg']}"
+            )
+            return "failed"
+        return AttemptGrant(attempt=int(result[1]), request=request)
+
+    async def _fail_attempt(self, gen_id: str, token: str, message: str) -> None:
+        error = ErrorEvent(error_type="invalid_request_error", message=message)
+        info = json.dumps({"type": error.error_type, "message": message})
+        batch = EventBatch(
+            events=[("error", encode_data(error))], terminal_status="failed", error_json=info
         )
+        await self.publish(gen_id, token, batch)
 
     async def restart_attempt(
         self, gen_id: str, token: str, reason: str

@@ -9,6 +9,7 @@ from api.deps import Authenticated, StateDep
 from api.door_errors import AnthropicRoute, GenerationFailed
 from api.door_stream import door_stream, wait_for_transcript
 from api.formats.anthropic import AnthropicEventFormat, message
+from api.json_body import checked_json_body
 from api.sse import refuse_stream
 from api.submission import submit_generation
 from api.translate.anthropic_in import parse_messages_request, to_generation_request
@@ -23,7 +24,7 @@ router = APIRouter(
 @router.post("/messages", response_model=None)
 async def create_message(request: Request, state: StateDep) -> Response:
     """Anthropic Messages, for any model: the streaming event sequence or one `message`."""
-    messages_request = parse_messages_request(json_object(await request.body()))
+    messages_request = parse_messages_request(json_object(checked_json_body(request)))
     generation = to_generation_request(messages_request)
     if messages_request.stream and (refused := refuse_stream(state)) is not None:
         return refused  # full or draining: refuse before a generation is queued

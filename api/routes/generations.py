@@ -5,12 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import Authenticated, StateDep
+from api.json_body import JsonBodyRoute
 from api.submission import submit_generation
 from services import keys
 from services.errors import Conflict, NotFound
 from services.generation import GenerationAccepted, GenerationRequest, GenerationStatus
 
-router = APIRouter(prefix="/v1/generations", tags=["generations"], dependencies=[Authenticated])
+router = APIRouter(
+    prefix="/v1/generations",
+    tags=["generations"],
+    dependencies=[Authenticated],
+    route_class=JsonBodyRoute,
+)
 
 
 async def load_status(state: StateDep, gen_id: str) -> GenerationStatus:

@@ -9,6 +9,7 @@ from api.deps import Authenticated, StateDep
 from api.door_errors import GenerationFailed, OpenAIRoute
 from api.door_stream import door_stream, wait_for_transcript
 from api.formats.openai import OpenAIChunkFormat, chat_completion
+from api.json_body import checked_json_body
 from api.sse import refuse_stream
 from api.submission import submit_generation
 from api.translate.common import json_object
@@ -23,7 +24,7 @@ router = APIRouter(
 @router.post("/chat/completions", response_model=None)
 async def create_chat_completion(request: Request, state: StateDep) -> Response:
     """OpenAI Chat Completions for any model: chunks over SSE, or one `chat.completion`."""
-    chat = parse_chat_request(json_object(await request.body()))
+    chat = parse_chat_request(json_object(checked_json_body(request)))
     generation = to_generation_request(chat)
     if chat.stream and (refused := refuse_stream(state)) is not None:
         return refused  # full or draining: refuse before a generation is queued

@@ -7,7 +7,6 @@ as `param`, whichever of our models (the door's or `GenerationRequest`) found it
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -58,12 +57,8 @@ def unsupported(what: str, param: str) -> InvalidDoorRequest:
     return InvalidDoorRequest(f"{what} is not supported by tokenrelay", param=param)
 
 
-def json_object(raw: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidDoorRequest(f"request body is not valid JSON: {exc}") from None
+def json_object(body: Any) -> dict[str, Any]:
+    """The parsed body (see api/json_body.py) as a JSON object, or a 400."""
     if not isinstance(body, dict):
         raise InvalidDoorRequest("request body must be a JSON object")
     return body
