@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.origin import check_origin
 from api.state import AppState
 from services.errors import AuthenticationFailed
 
@@ -30,9 +31,16 @@ def presented_key(request: Request) -> str | None:
 
 
 def require_api_key(request: Request, state: StateDep) -> None:
-    """Reject the request unless auth is off or it presents an accepted key."""
+    """Reject the request unless it presents an accepted key, or auth is off and it
+    does not come from another site's page (see api/origin.py)."""
     accepted = state.settings.accepted_api_keys
     if not accepted:
+        check_origin(
+            request.method,
+            request.headers.get("origin"),
+            request.headers.get("host"),
+            state.settings.cross_origins,
+        )
         return
     key = presented_key(request)
     if key is None:
