@@ -11,13 +11,18 @@ from api.deps import StateDep
 router = APIRouter(tags=["operations"])
 
 
+# HEAD for probes that send it (load balancers, uptime checkers): the GET's status and
+# headers without the body. It stays out of the OpenAPI document, where it would
+# repeat the GET operation under the same id.
 @router.get("/healthz")
+@router.head("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     """200 while the process runs."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", response_model=None)
+@router.head("/readyz", response_model=None, include_in_schema=False)
 async def readyz(state: StateDep) -> JSONResponse | dict[str, str]:
     """200 only when Redis answers, the shared stream read is not stuck, and the process
     is not shutting down."""

@@ -54,6 +54,9 @@ def _asset_index() -> dict[str, Path]:
 
 
 router = APIRouter(tags=["web"], include_in_schema=False)
+# Every page and asset answers HEAD too (link checkers, uptime probes): FileResponse
+# sends the GET's headers without the file.
+_GET_AND_HEAD = ["GET", "HEAD"]
 
 
 def _file(relative: str) -> FileResponse:
@@ -65,30 +68,30 @@ def _file(relative: str) -> FileResponse:
     )
 
 
-@router.get("/")
+@router.api_route("/", methods=_GET_AND_HEAD)
 async def chat_page() -> FileResponse:
     """The chat page."""
     return _file("chat.html")
 
 
-@router.get("/watch/{gen_id}")
+@router.api_route("/watch/{gen_id}", methods=_GET_AND_HEAD)
 async def watch_page(gen_id: str) -> FileResponse:
     """A generation, live, for anyone with the link (the page reads the id from its URL)."""
     return _file("watch.html")
 
 
-@router.get("/dashboard")
+@router.api_route("/dashboard", methods=_GET_AND_HEAD)
 async def dashboard_page() -> FileResponse:
     """Generations running now and recently finished."""
     return _file("dashboard.html")
 
 
-@router.get("/favicon.ico")
+@router.api_route("/favicon.ico", methods=_GET_AND_HEAD)
 async def favicon() -> FileResponse:
     return _file("favicon.svg")
 
 
-@router.get("/static/{asset:path}")
+@router.api_route("/static/{asset:path}", methods=_GET_AND_HEAD)
 async def static_asset(asset: str) -> FileResponse:
     """Scripts, styles and images of the pages."""
     return _file(asset)
