@@ -6,6 +6,9 @@ The store's write script refuses writes after a cancel too, so a message missed
 while reconnecting still stops the generation at its next write; and after every
 (re)subscription the listener reads the cancel flag of each generation it runs,
 so a cancel sent during a Redis outage also stops a generation that is silent.
+The subscription is pinged (services.redis_connections.live_messages), so a
+half-open connection is noticed within the reply timeout and resubscribed,
+instead of leaving every cancel of this process unheard.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services import keys
+from services.redis_connections import live_messages
 
 log = logging.getLogger(__name__)
 
 
 class CancelListener:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, reply_timeout_s: float = 5.0) -> None:
         self._redis = redis
+        self._reply_timeout_s = reply_timeout_s
         self._watched: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -69,7 +74,8 @@ class CancelListener:
                     await pubsub.subscribe(keys.CANCEL_CHANNEL)
                     self.ready.set()
                     await self._catch_up()
-                    async for message in pubsub.listen():
+                    messages = live_messages(pubsub, reply_timeout_s=self._reply_timeout_s)
+                    async for message in messages:
                         gen_id = message.get("data")
                         if isinstance(gen_id, bytes):
                             gen_id = gen_id.decode()

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from services.config import Settings
 from services.providers import build_providers
 from services.redis_checks import warn_about_redis_settings
+from services.redis_connections import queue_client
 from worker.jobs import run_generation
 from worker.resilient import ResilientWorker
 from worker.runtime import WorkerRuntime
@@ -41,7 +41,7 @@ def build_worker(settings: Settings) -> Worker:
     return ResilientWorker(
         functions=[func(run_generation, name=JOB_NAME, max_tries=3)],
         queue_name=settings.queue_name,
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        redis_pool=queue_client(settings, "tokenrelay-worker-queue"),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         max_jobs=settings.worker_max_jobs,

@@ -6,6 +6,10 @@ error again and again. This subclass catches Redis errors around one poll
 iteration, logs the outage once, backs off, and carries on when Redis answers;
 jobs already running keep their own handling (worker/jobs.py). At start-up it
 also waits for Redis as long as it takes, rather than arq's five seconds.
+
+Its Redis client is built by services/redis_connections.py, not by arq, whose
+own pool has no reply timeout: a poll on a half-open connection would otherwise
+wait forever, and the worker would never pick up a job again.
 """
 
 from __future__ import annotations
@@ -21,17 +25,31 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
-STARTUP_CONN_RETRIES = 1_000_000
-"""arq retries the first connection once a second; this many is "until Redis answers"."""
 
 
 class ResilientWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.redis_settings is not None:
-            self.redis_settings.conn_retries = STARTUP_CONN_RETRIES
         self._down_since: float | None = None
         self._backoff_s = 0.1
+
+    async def main(self) -> None:
+        await self._until_redis_answers()
+        await super().main()
+
+    async def _until_redis_answers(self) -> None:
+        delay = 0.25
+        logged = False
+        while True:
+            try:
+                await self.pool.ping()
+                return
+            except (RedisError, OSError) as exc:
+                if not logged:
+                    log.warning("waiting for Redis (%s)", type(exc).__name__)
+                    logged = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def _poll_iteration(self) -> None:
         try:

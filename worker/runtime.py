@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from services.config import Settings
 from services.providers import close_providers
 from services.providers.base import Provider
+from services.redis_connections import command_client
 from services.store import GenerationStore
 from worker.cancel import CancelListener
 from worker.metrics import WorkerMetrics
@@ -31,14 +32,20 @@ class WorkerRuntime:
 
     @classmethod
     async def start(cls, settings: Settings, providers: dict[str, Provider]) -> WorkerRuntime:
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        # Every write is bounded (services/redis_connections.py): a worker whose
+        # connection goes half-open abandons the attempt instead of stalling it.
+        redis = command_client(
+            settings,
+            "tokenrelay-worker",
+            max_connections=settings.redis_max_connections + settings.worker_max_jobs,
+        )
         store = GenerationStore(
             redis,
             retention_s=settings.retention_s,
             max_stream_events=settings.max_stream_events,
             tombstone_s=settings.tombstone_s,
         )
-        cancels = CancelListener(redis)
+        cancels = CancelListener(redis, reply_timeout_s=settings.redis_timeout_s)
         await cancels.start()
         runtime = cls(settings, redis, store, providers, cancels)
         if settings.worker_metrics_port:

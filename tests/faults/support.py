@@ -71,13 +71,14 @@ class Processes:
         self.env = env
         self.started: list[ServiceProcess] = []
 
-    def worker(self) -> WorkerProcess:
-        worker = WorkerProcess(self.env)
+    def worker(self, **env: str) -> WorkerProcess:
+        """A worker with the shared environment, changed by `env` (e.g. another Redis URL)."""
+        worker = WorkerProcess({**self.env, **env})
         self.started.append(worker)
         return worker
 
-    def api(self) -> ApiProcess:
-        api = ApiProcess(self.env)
+    def api(self, **env: str) -> ApiProcess:
+        api = ApiProcess({**self.env, **env})
         self.started.append(api)
         return api
 

@@ -141,7 +141,7 @@ async def test_processes_started_while_redis_is_down_wait_for_it(
         assert (await client.get("/readyz")).status_code == 503
         body = {"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}
         assert (await client.post("/v1/generations", json=body)).status_code == 503
-    await asyncio.to_thread(worker.wait_for_log, "retries remaining")  # arq retries
+    await asyncio.to_thread(worker.wait_for_log, "waiting for Redis")
     assert worker.process.poll() is None
 
     own_redis.start()
