@@ -22,6 +22,7 @@ import uvicorn
 
 from api.main import create_app
 from api.state import AppState
+from cli.http_protocol import bounded_http_protocol
 from services.config import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,12 @@ def run_api(settings: Settings, host: str, port: int) -> None:
         create_app(settings),
         host=host,
         port=port,
+        # httptools, as uvicorn would pick, with a bound on each request's head. The
+        # other limits stay uvicorn's: idle kept-alive sockets close after 5 s
+        # (timeout_keep_alive); limit_concurrency stays off, as it counts open streams
+        # and idle sockets alike and answers plain text, while streams have their own
+        # cap (TOKENRELAY_MAX_SSE_CONNECTIONS) and bodies theirs (BodySizeLimit).
+        http=bounded_http_protocol(settings.max_header_bytes, settings.header_timeout_s),
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         proxy_headers=True,
