@@ -13,8 +13,7 @@ from api.state import AppState
 from services import keys
 from services.errors import InvalidFields, InvalidRequest
 from services.generation import GenerationRequest
-from services.providers import KNOWN_PROVIDERS, configured_provider_names
-from worker.main import JOB_NAME
+from services.providers import BY_NAME, KNOWN_PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +25,10 @@ def check_servable(state: AppState, request: GenerationRequest) -> None:
             f"unknown provider '{provider}' in model '{request.model}': "
             f"use one of {', '.join(p + '/…' for p in KNOWN_PROVIDERS)}"
         )
-    if provider not in configured_provider_names(state.settings):
-        variable = (
-            "OPENAI_API_KEY or OPENAI_BASE_URL"
-            if provider == "openai"
-            else ("ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL")
-        )
+    spec = BY_NAME[provider]
+    if not spec.configured(state.settings):
         raise InvalidRequest(
-            f"provider '{provider}' is not configured on this deployment (set {variable})"
+            f"provider '{provider}' is not configured on this deployment (set {spec.variables})"
         )
     limit = state.settings.max_tokens_limit
     if request.max_tokens is not None and request.max_tokens > limit:
@@ -48,7 +43,7 @@ async def submit_generation(state: AppState, request: GenerationRequest) -> tupl
     await state.store.create(gen_id, request, created_at)
     try:
         job = await state.queue.enqueue_job(
-            JOB_NAME, gen_id, _job_id=gen_id, _queue_name=state.settings.queue_name
+            keys.GENERATION_JOB, gen_id, _job_id=gen_id, _queue_name=state.settings.queue_name
         )
     except Exception:
         log.exception("could not enqueue generation %s", gen_id)

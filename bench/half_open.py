@@ -69,8 +69,8 @@ async def worker_scenario(redis: RedisServer, *, for_good: bool) -> float:
     try:
         cut = procs.worker(TOKENRELAY_REDIS_URL=proxy.url)
         api = procs.api()
-        cut.wait_ready()
-        api.wait_ready()
+        cut.wait_ready(60)
+        api.wait_ready(60)
 
         def fault() -> None:
             proxy.cut(new_connections=for_good)
@@ -89,8 +89,8 @@ async def api_scenario(redis: RedisServer) -> float:
     try:
         worker = procs.worker()
         api = procs.api(TOKENRELAY_REDIS_URL=proxy.url)
-        worker.wait_ready()
-        api.wait_ready()
+        worker.wait_ready(60)
+        api.wait_ready(60)
         return await longest_gap(api.base_url, proxy.cut)
     finally:
         procs.stop_all()
@@ -102,8 +102,8 @@ async def idle_load(redis: RedisServer, window_s: float) -> dict[str, float]:
     worker, api = WorkerProcess(env), ApiProcess(env)
     client = aioredis.Redis.from_url(redis.url, decode_responses=True)
     try:
-        worker.wait_ready()
-        api.wait_ready()
+        worker.wait_ready(60)
+        api.wait_ready(60)
         await asyncio.sleep(3)
         await client.config_resetstat()
         await asyncio.sleep(window_s)

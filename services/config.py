@@ -155,14 +155,3 @@ class Settings(BaseSettings):
             for origin in self.allowed_origins.split(",")
             if origin.strip()
         )
-
-    @property
-    def openai_configured(self) -> bool:
-        # An empty variable (`OPENAI_API_KEY=`) means unset, as it does to the SDKs' users.
-        key = self.openai_api_key.get_secret_value() if self.openai_api_key else ""
-        return bool(key or self.openai_base_url)
-
-    @property
-    def anthropic_configured(self) -> bool:
-        key = self.anthropic_api_key.get_secret_value() if self.anthropic_api_key else ""
-        return bool(key or self.anthropic_base_url)

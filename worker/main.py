@@ -11,6 +11,7 @@ from typing import Any
 
 from arq.worker import Worker, func
 
+from services import keys
 from services.config import Settings
 from services.providers import build_providers
 from services.redis_checks import warn_about_redis_settings
@@ -19,7 +20,6 @@ from worker.jobs import run_generation
 from worker.resilient import ResilientWorker
 from worker.runtime import WorkerRuntime
 
-JOB_NAME = "run_generation"
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +28,7 @@ def build_worker(settings: Settings) -> Worker:
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         runtime = await WorkerRuntime.start(settings, build_providers(settings))
-        runtime.start_reaper(ctx["redis"], JOB_NAME)
+        runtime.start_reaper(ctx["redis"], keys.GENERATION_JOB)
         ctx["runtime"] = runtime
         await warn_about_redis_settings(runtime.redis, "worker")
         log.info("tokenrelay worker ready on queue %s", settings.queue_name)
@@ -39,7 +39,7 @@ def build_worker(settings: Settings) -> Worker:
             await runtime.close()
 
     return ResilientWorker(
-        functions=[func(run_generation, name=JOB_NAME, max_tries=3)],
+        functions=[func(run_generation, name=keys.GENERATION_JOB, max_tries=3)],
         queue_name=settings.queue_name,
         redis_pool=queue_client(settings, "tokenrelay-worker-queue"),
         on_startup=on_startup,

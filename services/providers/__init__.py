@@ -1,6 +1,16 @@
-"""Provider registry: which `PROVIDER/` prefixes this deployment can serve."""
+"""Provider registry: which `PROVIDER/` prefixes this deployment can serve.
+
+Each provider is declared once, in `PROVIDERS`: its class, how a worker builds
+it, and which settings configure it. The API's checks, its error hints, the
+model list and the worker's clients are all derived from that one declaration.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import SecretStr
 
 from services.config import Settings
 from services.providers.anthropic import AnthropicProvider
@@ -8,12 +18,46 @@ from services.providers.base import Provider
 from services.providers.demo import DemoProvider
 from services.providers.openai import OpenAIProvider
 
-PROVIDER_CLASSES: dict[str, type[Provider]] = {
-    "openai": OpenAIProvider,
-    "anthropic": AnthropicProvider,
-    "demo": DemoProvider,
-}
-KNOWN_PROVIDERS = tuple(PROVIDER_CLASSES)
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider: `configured_by` names the settings (any one set enables it;
+    none means always on) and `variables` says how an operator sets them."""
+
+    name: str
+    cls: type[Provider]
+    build: Callable[[Settings], Provider]
+    configured_by: tuple[str, ...] = ()
+    variables: str = ""
+
+    def configured(self, settings: Settings) -> bool:
+        if not self.configured_by:
+            return True
+        # An empty variable (`OPENAI_API_KEY=`) means unset, as it does to the SDKs' users.
+        values = (getattr(settings, field) for field in self.configured_by)
+        return any((v.get_secret_value() if isinstance(v, SecretStr) else v) for v in values if v)
+
+
+PROVIDERS: tuple[ProviderSpec, ...] = (
+    ProviderSpec("demo", DemoProvider, lambda s: DemoProvider(s.demo_tokens_per_s)),
+    ProviderSpec(
+        "openai",
+        OpenAIProvider,
+        OpenAIProvider,
+        configured_by=("openai_api_key", "openai_base_url"),
+        variables="OPENAI_API_KEY or OPENAI_BASE_URL",
+    ),
+    ProviderSpec(
+        "anthropic",
+        AnthropicProvider,
+        AnthropicProvider,
+        configured_by=("anthropic_api_key", "anthropic_base_url"),
+        variables="ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL",
+    ),
+)
+BY_NAME: dict[str, ProviderSpec] = {spec.name: spec for spec in PROVIDERS}
+KNOWN_PROVIDERS = tuple(BY_NAME)
+PROVIDER_CLASSES: dict[str, type[Provider]] = {spec.name: spec.cls for spec in PROVIDERS}
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
@@ -22,12 +66,7 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
     Built inside the worker's event loop (arq's on_startup), so the clients'
     connection pools belong to that loop.
     """
-    providers: dict[str, Provider] = {"demo": DemoProvider(settings.demo_tokens_per_s)}
-    if settings.openai_configured:
-        providers["openai"] = OpenAIProvider(settings)
-    if settings.anthropic_configured:
-        providers["anthropic"] = AnthropicProvider(settings)
-    return providers
+    return {spec.name: spec.build(settings) for spec in PROVIDERS if spec.configured(settings)}
 
 
 async def close_providers(providers: dict[str, Provider]) -> None:
@@ -38,9 +77,4 @@ async def close_providers(providers: dict[str, Provider]) -> None:
 
 def configured_provider_names(settings: Settings) -> list[str]:
     """Providers the API accepts: demo always, the others once configured."""
-    names = ["demo"]
-    if settings.openai_configured:
-        names.append("openai")
-    if settings.anthropic_configured:
-        names.append("anthropic")
-    return names
+    return [spec.name for spec in PROVIDERS if spec.configured(settings)]

@@ -19,7 +19,6 @@ from services import keys
 from tests.conftest import Stack
 from tests.support.json_bodies import nested_object
 from tests.support.sse import read_sse
-from worker.main import JOB_NAME
 
 MARKER = "private-words-of-the-user"
 
@@ -55,7 +54,9 @@ async def test_an_unreadable_stored_request_fails_without_quoting_it(
                 "request": unreadable_request(),
             },
         )
-        await queue.enqueue_job(JOB_NAME, gen_id, _job_id=gen_id, _queue_name="tokenrelay:queue")
+        await queue.enqueue_job(
+            keys.GENERATION_JOB, gen_id, _job_id=gen_id, _queue_name="tokenrelay:queue"
+        )
     finally:
         await queue.aclose()
         await redis.aclose()

@@ -19,11 +19,10 @@ from tests.faults.support import (
     expected_story,
     runner_of,
     status,
-    wait_for,
     watch,
 )
+from tests.support.polling import wait_for
 from tests.support.sse import assemble_text
-from worker.main import JOB_NAME
 
 
 async def test_sigstopped_worker_past_its_lease_is_fenced_after_sigcont(procs: Processes) -> None:
@@ -102,7 +101,7 @@ async def test_job_delivered_twice_runs_one_attempt(procs: Processes) -> None:
         gen_id = await create(api.base_url, max_tokens=80)
         # arq is at-least-once: the same generation arrives again under another job id.
         duplicate = await queue.enqueue_job(
-            JOB_NAME, gen_id, _job_id=f"{gen_id}:dup", _queue_name="tokenrelay:queue"
+            keys.GENERATION_JOB, gen_id, _job_id=f"{gen_id}:dup", _queue_name="tokenrelay:queue"
         )
         assert duplicate is not None
         viewing = await watch(api.base_url, gen_id)

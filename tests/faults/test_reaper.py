@@ -21,8 +21,8 @@ from services import keys
 from services.config import Settings
 from services.generation import GenerationRequest
 from services.store import AttemptGrant, EventBatch, GenerationStore
-from tests.faults.support import RedisServer, wait_for
-from worker.main import JOB_NAME
+from tests.faults.support import RedisServer
+from tests.support.polling import wait_for
 from worker.reaper import Reaper
 
 LEASE_MS = 300
@@ -35,7 +35,7 @@ async def parts(own_redis: RedisServer) -> AsyncIterator[tuple[GenerationStore, 
     settings = Settings(redis_url=own_redis.url, lease_s=LEASE_MS / 1000, max_takeovers=2)
     store = GenerationStore(redis, retention_s=60, max_stream_events=1000)
     try:
-        yield store, queue, Reaper(store, queue, settings, JOB_NAME)
+        yield store, queue, Reaper(store, queue, settings, keys.GENERATION_JOB)
     finally:
         await queue.aclose()
         await redis.aclose()
