@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Literal
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.errors import describe_validation_errors
+from api.errors import ErrorDetail, describe_validation_errors
 from api.formats import anthropic as anthropic_format
 from api.formats import openai as openai_format
 from api.json_body import JsonBodyRoute
@@ -60,6 +61,31 @@ _ANTHROPIC_TYPES = {
     429: "rate_limit_error",
     503: "overloaded_error",
 }
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorAnswer(BaseModel):
+    """What `openai_body` answers, as the OpenAPI document describes it."""
+
+    error: OpenAIErrorDetail
+
+
+class AnthropicErrorAnswer(BaseModel):
+    """What `anthropic_body` answers, as the OpenAPI document describes it."""
+
+    type: Literal["error"]
+    error: ErrorDetail
+
+
+DOOR_ERROR_STATUSES = (400, 401, 403, 409, 413, 415, 429, 502, 503, 504)
+"""What a door may answer besides 200: its body checks, auth, the origin check, and
+the statuses a failed generation maps to when the client waited for it."""
 
 
 class GenerationFailed(ApiError):

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,6 +37,45 @@ _STATUS_TYPES = {
     429: "rate_limit_error",
     503: "unavailable",
 }
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorAnswer(BaseModel):
+    """The native error answer, as the OpenAPI document describes it."""
+
+    error: ErrorDetail
+
+
+_STATUS_MEANINGS = {
+    400: "Bad request: not JSON, nested too deep, a lone surrogate, an unknown provider, "
+    "a malformed cursor",
+    401: "Missing or wrong API key",
+    403: "Refused: with auth off, a state-changing request from another site's page",
+    404: "Unknown or expired generation",
+    409: "Conflict: the generation already finished, or was cancelled while awaited",
+    413: "Body over TOKENRELAY_MAX_BODY_BYTES",
+    415: "Body not sent as Content-Type: application/json",
+    422: "Invalid fields, each named",
+    429: "Rate limited",
+    502: "The provider failed",
+    503: "Unavailable: Redis unreachable, shutting down, or too many open streams; see Retry-After",
+    504: "The provider timed out",
+}
+
+
+def documented_errors(answer: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status it may answer, with its body's schema.
+
+    The doors pass their own answer models (api/door_errors.py); the meanings are
+    the same everywhere.
+    """
+    return {
+        status: {"model": answer, "description": _STATUS_MEANINGS[status]} for status in statuses
+    }
 
 
 def error_body(error_type: str, message: str) -> dict[str, Any]:

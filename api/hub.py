@@ -64,14 +64,14 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from api.cursor import cursor_key
+from api.cursor import START, cursor_key
 from api.metrics import ApiMetrics
 from services import keys
+from services.background import BackgroundLoop, Backoff
 from services.events import StoredEvent, stored_event_from_entry
 
 log = logging.getLogger(__name__)
 
-START: Final = "0-0"
 HUB_BLOCK_S: Final = 5.0
 """How long one shared read blocks: the idle cost is one XREAD per this, per process."""
 WAKE_TTL_S: Final = 3600
@@ -224,11 +224,11 @@ class StreamHub:
         self._by_key: dict[str, str] = {}
         self._viewers: Counter[str] = Counter()
         self._all: set[Viewer] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._reader_task = BackgroundLoop("hub-reader", self._read_forever)
+        self._sweeper = BackgroundLoop("hub-idle-sweep", self._sweep_idle)
         self._closed = False
         self._read_slots = asyncio.Semaphore(max_concurrent_reads)
         self._idle_check_s = 1.0
-        self._sweeper: asyncio.Task[None] | None = None
         self.on_viewers_changed: list[Callable[[str, int], None]] = []
         metrics.watch_viewers(lambda: dict(self._viewers))
         metrics.watch_reader(lambda: self.reader_silence_s)
@@ -237,17 +237,14 @@ class StreamHub:
 
     async def start(self) -> None:
         self._last_reply = time.monotonic()
-        self._task = asyncio.create_task(self._read_forever(), name="hub-reader")
-        self._sweeper = asyncio.create_task(self._sweep_idle(), name="hub-idle-sweep")
+        self._reader_task.start()
+        self._sweeper.start()
 
     async def stop(self) -> None:
         """Close every viewer (their streams end with a retry hint) and stop reading."""
         self.close_viewers()
-        for task in (self._task, self._sweeper):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self._reader_task.stop()
+        await self._sweeper.stop()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._wake_key)
         await self._reader.aclose()
@@ -269,13 +266,6 @@ class StreamHub:
     @property
     def reader_stalled(self) -> bool:
         return self.reader_silence_s > self.stall_after_s
-
-    def local_viewers(self, gen_id: str) -> int:
-        return self._viewers.get(gen_id, 0)
-
-    @property
-    def tailed_streams(self) -> int:
-        return len(self._tails)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, gen_id: str) -> AsyncIterator[Viewer]:
@@ -437,7 +427,7 @@ class StreamHub:
         connection reconnects with no gap); a second in a row means Redis is really
         away, and the live viewers are ended so their clients get a retry hint and
         resume, through a 503 while Redis is down, instead of waiting in silence."""
-        backoff = 0.1
+        backoff = Backoff(first_s=0.1, cap_s=2.0)
         failures = 0
         while True:
             streams: dict[Any, Any] = {self._wake_key: self._wake_cursor}
@@ -457,10 +447,9 @@ class StreamHub:
                 for tail in self._tails.values():
                     for viewer in list(tail.viewers):
                         viewer.fail()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await backoff.sleep()
                 continue
-            backoff = 0.1
+            backoff.reset()
             failures = 0
             for key, entries in reply or ():
                 try:

@@ -64,13 +64,19 @@ def checked_json_body(request: Request) -> Any:
 
 
 class JsonBodyRoute(APIRoute):
-    """A route whose non-empty body must be JSON within the limits, checked first."""
+    """A route whose body, when it takes one, must be JSON within the limits, checked first.
+
+    A route takes a body when FastAPI parses one for it, or when its OpenAPI entry
+    declares one (the doors, which parse their own): what is documented as JSON
+    is checked as JSON. A body sent to any other route is ignored, as before.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
+        takes_body = self.body_field is not None or "requestBody" in (self.openapi_extra or {})
 
         async def handle_checked_body(request: Request) -> Response:
-            if request.method in _BODY_METHODS:
+            if takes_body and request.method in _BODY_METHODS:
                 raw = await request.body()
                 if raw:
                     content_type = request.headers.get("content-type")

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services import keys
+from services.background import BackgroundLoop, Backoff
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class Presence:
         self._counts: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._writer = BackgroundLoop("presence", self._write_forever)
 
     def viewers_changed(self, gen_id: str, count: int) -> None:
         """Record this replica's new count for `gen_id`; written shortly after."""
@@ -50,13 +51,10 @@ class Presence:
         self._changed.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._write_forever(), name="presence")
+        self._writer.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._writer.stop()
         every = set(self._counts) | self._dirty
         self._counts.clear()
         self._dirty = every
@@ -78,6 +76,7 @@ class Presence:
     async def _write_forever(self) -> None:
         refresh_s = self._ttl_ms / 3000
         next_refresh = time.monotonic() + refresh_s
+        backoff = Backoff(first_s=0.5, cap_s=5.0)
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, next_refresh - time.monotonic())):
@@ -91,11 +90,12 @@ class Presence:
             self._dirty.clear()
             try:
                 await self._flush(due)
+                backoff.reset()
             except (RedisError, OSError) as exc:
                 log.warning("presence: could not write viewer counts (%s)", type(exc).__name__)
                 self._dirty |= due
                 self._changed.set()
-                await asyncio.sleep(1.0)
+                await backoff.sleep()
             await asyncio.sleep(self._flush_s)  # coalesce bursts of joins and leaves
 
     async def _flush(self, gen_ids: set[str]) -> None:

@@ -9,7 +9,7 @@ so the client reconnects (to another replica) soon, without a stampede.
 
 The response (`EventStreamResponse`) races three things, written out here rather
 than in a task group per event:
-- sending: each write gets `send_timeout_s`. A client that stops reading fills
+- sending: each write gets `TOKENRELAY_SSE_SEND_TIMEOUT_S`. A client that stops reading fills
   the socket buffers until uvicorn's flow control parks the write; after the
   timeout the connection is dropped (the app returns without finishing the
   response, which makes uvicorn close the transport). The hub never waited on
@@ -29,7 +29,6 @@ per event (a small cache keyed by the event), not once per connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -47,6 +46,7 @@ from api.capacity import ConnectionGate, Refusal
 from api.formats.base import StreamFormat
 from api.formats.native import NativeFormat
 from api.metrics import ApiMetrics
+from services.background import BackgroundLoop
 from services.events import StoredEvent
 
 if TYPE_CHECKING:
@@ -134,7 +134,6 @@ class EventStreamResponse(Response):
         headers: dict[str, str] | None = None,
         *,
         gate: ConnectionGate | None = None,
-        send_timeout_s: float | None = None,
         watchdog: SendWatchdog | None = None,
         metrics: ApiMetrics | None = None,
         background: BackgroundTask | None = None,
@@ -143,7 +142,6 @@ class EventStreamResponse(Response):
         self.status_code = 200
         self.background = background
         self.gate = gate
-        self.send_timeout_s = send_timeout_s
         self.watchdog = watchdog
         self.metrics = metrics
         self._writer: asyncio.Task[object] | None = None
@@ -205,7 +203,8 @@ class EventStreamResponse(Response):
             # response makes the server close the connection.
             if self.metrics is not None:
                 self.metrics.dropped.labels("send_timeout").inc()
-            log.info("dropped an SSE client that accepted no bytes for %ss", self.send_timeout_s)
+            timeout_s = self.watchdog.timeout_s if self.watchdog is not None else None
+            log.info("dropped an SSE client that accepted no bytes for %ss", timeout_s)
         except OSError:
             pass  # the client went away mid-write
 
@@ -224,9 +223,6 @@ class EventStreamResponse(Response):
                 await send(message)
             finally:
                 watchdog.sending.pop(self, None)
-        elif self.send_timeout_s is not None:
-            async with asyncio.timeout(self.send_timeout_s):
-                await send(message)
         else:
             await send(message)
 
@@ -241,17 +237,14 @@ class SendWatchdog:
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.sending: dict[EventStreamResponse, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundLoop("sse-send-watchdog", self._watch)
         self.now = time.monotonic
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._watch(), name="sse-send-watchdog")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop()
 
     async def _watch(self) -> None:
         interval = min(1.0, self.timeout_s / 4)
@@ -337,7 +330,6 @@ def event_stream(
         wrap_body(body) if wrap_body is not None else body,
         headers=headers,
         gate=state.gate,
-        send_timeout_s=state.settings.sse_send_timeout_s,
         watchdog=state.watchdog,
         metrics=state.metrics,
     )

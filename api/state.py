@@ -1,23 +1,30 @@
 """What one API process holds: settings, Redis clients, store, hub, gate and metrics.
 
-Built by `create_app`'s lifespan, never at import time; routes reach it through
-`api.deps`.
+`AppState.open(settings)` builds and starts all of it inside the lifespan (never
+at import time) and `close()` stops it in the reverse order; routes reach it
+through `api.deps`. This is the API's counterpart of the worker's `WorkerRuntime`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from api.capacity import ConnectionGate
-from api.hub import StreamHub
+from api.hub import HUB_BLOCK_S, StreamHub
 from api.metrics import ApiMetrics
 from api.presence import Presence
 from api.sse import SendWatchdog
+from services.background import BackgroundLoop
 from services.config import Settings
+from services.redis_checks import warn_about_redis_settings
+from services.redis_connections import blocking_reader, command_client, queue_client
 from services.store import GenerationStore
 
 
@@ -33,8 +40,9 @@ class AppState:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     presence: Presence | None = None
     gate: ConnectionGate = field(init=False)
-    watchdog: SendWatchdog = field(init=False)
     """Open SSE connections and the cap; refuses new streams while draining."""
+    watchdog: SendWatchdog = field(init=False)
+    """Send timeouts of every SSE response of the process, with one timer."""
 
     def __post_init__(self) -> None:
         self.gate = ConnectionGate(
@@ -43,3 +51,61 @@ class AppState:
             retry_base_s=self.settings.sse_cap_retry_s,
         )
         self.watchdog = SendWatchdog(self.settings.sse_send_timeout_s)
+        self._drain_watch = BackgroundLoop("close-streams-on-drain", self._close_streams_on_drain)
+
+    @classmethod
+    async def open(cls, settings: Settings, metrics: ApiMetrics) -> AppState:
+        """Connect to Redis and start the hub, presence and watchdog.
+
+        Every connection has a bound on a due reply (services/redis_connections.py):
+        a hung or half-open Redis turns into 503s, never into requests that wait.
+        """
+        redis = command_client(settings, "tokenrelay-api")
+        replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        feed = StreamHub(
+            redis,
+            blocking_reader(settings, "tokenrelay-hub", block_s=HUB_BLOCK_S),
+            metrics,
+            queue_events=settings.viewer_queue_events,
+            replica_id=replica_id,
+            block_s=HUB_BLOCK_S,
+            reply_margin_s=settings.redis_timeout_s,
+        )
+        presence = Presence(redis, replica_id, ttl_s=settings.presence_ttl_s)
+        feed.on_viewers_changed.append(presence.viewers_changed)
+        state = cls(
+            settings=settings,
+            redis=redis,
+            queue=queue_client(settings, "tokenrelay-api-queue"),
+            store=GenerationStore(
+                redis,
+                retention_s=settings.retention_s,
+                max_stream_events=settings.max_stream_events,
+                tombstone_s=settings.tombstone_s,
+            ),
+            feed=feed,
+            metrics=metrics,
+            presence=presence,
+        )
+        await feed.start()
+        await presence.start()
+        await state.watchdog.start()
+        state._drain_watch.start()
+        await warn_about_redis_settings(redis, "api")
+        return state
+
+    async def close(self) -> None:
+        """Tell open streams to reconnect elsewhere, then stop everything `open` started."""
+        self.draining.set()
+        await asyncio.sleep(0)  # let the drain watch close the viewers
+        await self._drain_watch.stop()
+        await self.feed.stop()
+        await self.watchdog.stop()
+        if self.presence is not None:
+            await self.presence.stop()
+        await self.queue.aclose()
+        await self.redis.aclose()
+
+    async def _close_streams_on_drain(self) -> None:
+        await self.draining.wait()
+        self.feed.close_viewers()

@@ -72,12 +72,12 @@ class Settings(BaseSettings):
     presence_ttl_s: float = Field(
         default=30.0, gt=0, description="viewer counts of a vanished replica expire after this"
     )
-    worker_metrics_port: int = Field(
-        default=0, ge=0, le=65535, description="worker /metrics HTTP port; 0 = off"
-    )
 
     # worker
     queue_name: str = "tokenrelay:queue"
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="worker /metrics HTTP port; 0 = off"
+    )
     worker_max_jobs: int = Field(default=100, ge=1)
     worker_drain_s: float = Field(
         default=20.0, ge=0, description="on SIGTERM, how long running generations may finish"

@@ -74,7 +74,12 @@ class Tool(BaseModel):
 class GenerationRequest(BaseModel):
     """The body of `POST /v1/generations`, and what the worker runs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}]
+        },
+    )
 
     model: str = Field(min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+/\S+$")
     messages: list[Message] = Field(min_length=1, max_length=10_000)

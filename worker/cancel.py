@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services import keys
+from services.background import BackgroundLoop, Backoff
 from services.redis_connections import live_messages
 
 log = logging.getLogger(__name__)
@@ -33,19 +34,16 @@ class CancelListener:
         self._redis = redis
         self._reply_timeout_s = reply_timeout_s
         self._watched: dict[str, asyncio.Event] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundLoop("cancel-listener", self._listen)
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen(), name="cancel-listener")
+        self._task.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), timeout=5)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop()
 
     @contextlib.contextmanager
     def watching(self, gen_id: str) -> Iterator[asyncio.Event]:
@@ -68,6 +66,7 @@ class CancelListener:
                 event.set()
 
     async def _listen(self) -> None:
+        backoff = Backoff(first_s=0.5, cap_s=5.0)
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
@@ -76,6 +75,7 @@ class CancelListener:
                     await self._catch_up()
                     messages = live_messages(pubsub, reply_timeout_s=self._reply_timeout_s)
                     async for message in messages:
+                        backoff.reset()
                         gen_id = message.get("data")
                         if isinstance(gen_id, bytes):
                             gen_id = gen_id.decode()
@@ -84,4 +84,4 @@ class CancelListener:
                             event.set()
             except (RedisError, OSError) as exc:
                 log.warning("cancel listener lost Redis (%s); reconnecting", type(exc).__name__)
-                await asyncio.sleep(1)
+                await backoff.sleep()

@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from services.background import until_redis_answers
 from services.errors import ProviderError
 from services.events import CancelledEvent, DoneEvent, ErrorEvent, encode_data
 from services.generation import GenerationRequest
@@ -77,15 +78,11 @@ class GenerationRun:
 
     async def _until_redis_answers(self) -> None:
         """Index the generation, waiting out a Redis outage (arq needs Redis to retry us)."""
-        delay = 0.25
-        while True:
-            try:
-                await self.store.track_running(self.gen_id, self.lease_ms)
-                return
-            except RedisError as exc:
-                log.warning("generation %s: waiting for Redis (%s)", self.gen_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await until_redis_answers(
+            lambda: self.store.track_running(self.gen_id, self.lease_ms),
+            what=f"generation {self.gen_id}",
+            log=log,
+        )
 
     async def _give_up_lease(self) -> None:
         deadline = asyncio.get_running_loop().time() + self.runtime.settings.lease_s

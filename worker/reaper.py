@@ -38,7 +38,6 @@ set is small: one member per generation in flight.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from typing import Literal
@@ -48,6 +47,7 @@ from arq.jobs import Job, JobStatus
 from redis.exceptions import RedisError
 
 from services import keys
+from services.background import BackgroundLoop
 from services.config import Settings
 from services.store import GenerationStore, TakeoverDecision, TakeoverKind
 
@@ -70,16 +70,13 @@ class Reaper:
         self._settings = settings
         self._job_name = job_name
         self._lease_ms = int(settings.lease_s * 1000)
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundLoop("reaper", self._loop)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="reaper")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop()
 
     async def _loop(self) -> None:
         interval = self._settings.reap_interval_s

@@ -14,7 +14,6 @@ wait forever, and the worker would never pick up a job again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -22,34 +21,23 @@ from typing import Any
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-log = logging.getLogger(__name__)
+from services.background import Backoff, until_redis_answers
 
-MAX_BACKOFF_S = 5.0
+log = logging.getLogger(__name__)
 
 
 class ResilientWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._down_since: float | None = None
-        self._backoff_s = 0.1
+        self._backoff = Backoff(first_s=0.1, cap_s=5.0)
 
     async def main(self) -> None:
         await self._until_redis_answers()
         await super().main()
 
     async def _until_redis_answers(self) -> None:
-        delay = 0.25
-        logged = False
-        while True:
-            try:
-                await self.pool.ping()
-                return
-            except (RedisError, OSError) as exc:
-                if not logged:
-                    log.warning("waiting for Redis (%s)", type(exc).__name__)
-                    logged = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+        await until_redis_answers(self.pool.ping, what="worker start-up", log=log)
 
     async def _poll_iteration(self) -> None:
         try:
@@ -58,10 +46,9 @@ class ResilientWorker(Worker):
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 log.warning("Redis unavailable (%s); pausing job pickup", type(exc).__name__)
-            await asyncio.sleep(self._backoff_s)
-            self._backoff_s = min(self._backoff_s * 2, MAX_BACKOFF_S)
+            await self._backoff.sleep()
             return
         if self._down_since is not None:
             log.info("Redis is back after %.1fs; resuming", time.monotonic() - self._down_since)
             self._down_since = None
-            self._backoff_s = 0.1
+            self._backoff.reset()

@@ -8,12 +8,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
+from api import openapi_docs
 from api.cursor import START, cursor_key, parse_cursor
 from api.deps import Authenticated, StateDep
 from api.door_stream import joined_door_stream
+from api.errors import ErrorAnswer, documented_errors
 from api.formats import make_format
 from api.routes.generations import load_status
-from api.sse import EventStreamResponse, event_stream, refuse_stream
+from api.sse import event_stream, refuse_stream
 from services.errors import InvalidRequest
 from services.events import StoredEvent
 from services.store import is_finished
@@ -22,7 +24,16 @@ router = APIRouter(prefix="/v1/generations", tags=["events"], dependencies=[Auth
 
 
 @router.get(
-    "/{gen_id}/events", response_class=EventStreamResponse, response_model=None, status_code=200
+    "/{gen_id}/events",
+    response_class=Response,
+    response_model=None,
+    status_code=200,
+    responses={
+        **openapi_docs.event_stream("Server-Sent Events: `start`, `delta`, …, one terminal event"),
+        **openapi_docs.also_as_event_stream(
+            documented_errors(ErrorAnswer, 400, 401, 404, 422, 503), 503
+        ),
+    },
 )
 async def stream_events(
     gen_id: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import Authenticated, StateDep
+from api.errors import ErrorAnswer, documented_errors
 from api.json_body import JsonBodyRoute
 from api.submission import submit_generation
 from services import keys
@@ -16,6 +17,7 @@ router = APIRouter(
     tags=["generations"],
     dependencies=[Authenticated],
     route_class=JsonBodyRoute,
+    responses=documented_errors(ErrorAnswer, 401, 422, 503),
 )
 
 
@@ -31,7 +33,7 @@ async def load_status(state: StateDep, gen_id: str) -> GenerationStatus:
     return status
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=documented_errors(ErrorAnswer, 400, 403, 413, 415))
 async def create_generation(body: GenerationRequest, state: StateDep) -> GenerationAccepted:
     """Queue a generation; a worker runs it whether or not anyone watches."""
     gen_id, created_at = await submit_generation(state, body)
@@ -44,7 +46,7 @@ async def create_generation(body: GenerationRequest, state: StateDep) -> Generat
     )
 
 
-@router.get("/{gen_id}")
+@router.get("/{gen_id}", responses=documented_errors(ErrorAnswer, 404))
 async def get_generation(gen_id: str, state: StateDep) -> GenerationStatus:
     """The status, all text so far (of the current attempt), and who is watching."""
     status = await load_status(state, gen_id)
@@ -53,7 +55,9 @@ async def get_generation(gen_id: str, state: StateDep) -> GenerationStatus:
     return status
 
 
-@router.post("/{gen_id}/cancel", status_code=202)
+@router.post(
+    "/{gen_id}/cancel", status_code=202, responses=documented_errors(ErrorAnswer, 403, 404, 409)
+)
 async def cancel_generation(gen_id: str, state: StateDep) -> GenerationStatus:
     """Stop a queued or running generation; its stream ends with `cancelled`."""
     status = await load_status(state, gen_id)

@@ -21,12 +21,18 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import Authenticated, StateDep
+from api.errors import ErrorAnswer, documented_errors
 from services import keys
 from services.errors import InvalidFields
 from services.events import Usage
 from services.generation import ErrorInfo, Status
 
-router = APIRouter(prefix="/v1/generations", tags=["generations"], dependencies=[Authenticated])
+router = APIRouter(
+    prefix="/v1/generations",
+    tags=["generations"],
+    dependencies=[Authenticated],
+    responses=documented_errors(ErrorAnswer, 401, 422, 503),
+)
 
 MAX_LIMIT = 200
 SCAN_CAP = 2000

@@ -11,7 +11,11 @@ from api.metrics import CONTENT_TYPE
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(state: StateDep) -> Response:
     """Prometheus text format: SSE connections, fan-out, delivery lag, hub Redis commands."""
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)

@@ -7,10 +7,16 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import Authenticated, StateDep
+from api.errors import ErrorAnswer, documented_errors
 from services.config import Settings
 from services.providers import PROVIDER_CLASSES, configured_provider_names
 
-router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authenticated])
+router = APIRouter(
+    prefix="/v1",
+    tags=["models"],
+    dependencies=[Authenticated],
+    responses=documented_errors(ErrorAnswer, 401),
+)
 
 
 def listed_models(settings: Settings) -> list[str]:

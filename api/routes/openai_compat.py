@@ -5,15 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from api import openapi_docs
 from api.deps import Authenticated, StateDep
-from api.door_errors import GenerationFailed, OpenAIRoute
+from api.door_errors import DOOR_ERROR_STATUSES, GenerationFailed, OpenAIErrorAnswer, OpenAIRoute
 from api.door_stream import door_stream, wait_for_transcript
+from api.errors import documented_errors
 from api.formats.openai import OpenAIChunkFormat, chat_completion
 from api.json_body import checked_json_body
 from api.sse import refuse_stream
 from api.submission import submit_generation
 from api.translate.common import json_object
-from api.translate.openai_in import parse_chat_request, to_generation_request
+from api.translate.openai_in import ChatCompletionRequest, parse_chat_request, to_generation_request
 from services.events import CancelledEvent, ErrorEvent
 
 router = APIRouter(
@@ -21,7 +23,22 @@ router = APIRouter(
 )
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post(
+    "/chat/completions",
+    response_model=None,
+    response_class=Response,
+    openapi_extra=openapi_docs.json_request_body(ChatCompletionRequest),
+    responses={
+        **openapi_docs.event_stream(
+            "One `chat.completion`, or with `stream: true` `chat.completion.chunk` events "
+            "ending with `data: [DONE]`",
+            or_json=True,
+        ),
+        **openapi_docs.also_as_event_stream(
+            documented_errors(OpenAIErrorAnswer, *DOOR_ERROR_STATUSES), 503
+        ),
+    },
+)
 async def create_chat_completion(request: Request, state: StateDep) -> Response:
     """OpenAI Chat Completions for any model: chunks over SSE, or one `chat.completion`."""
     chat = parse_chat_request(json_object(checked_json_body(request)))

@@ -52,7 +52,18 @@ class _Metadata(BaseModel):
 class MessagesRequest(BaseModel):
     """The body of `POST /v1/messages`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "demo/echo",
+                    "max_tokens": 16,
+                    "messages": [{"role": "user", "content": "hi"}],
+                }
+            ]
+        },
+    )
 
     model: str = Field(min_length=1)
     max_tokens: int = Field(ge=1)

@@ -68,7 +68,12 @@ class _StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """The body of `POST /v1/chat/completions`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}]
+        },
+    )
 
     model: str = Field(min_length=1)
     messages: list[_Message] = Field(min_length=1)
