@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -10,7 +9,12 @@ import pytest
 import redis
 
 from cli.redis_server import find_redis_server, private_redis
-from tests.support.processes import ApiProcess, WorkerProcess, stack_env
+from tests.support.processes import stack_env
+
+# Re-exported for the test modules that still import them from here; new code
+# imports tests.support.stack.
+from tests.support.stack import Stack as Stack
+from tests.support.stack import running_stack as running_stack
 
 
 @pytest.fixture(scope="session")
@@ -28,28 +32,6 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
-
-
-class Stack:
-    def __init__(self, api: ApiProcess, worker: WorkerProcess, redis_url: str) -> None:
-        self.api = api
-        self.worker = worker
-        self.redis_url = redis_url
-        self.base_url = api.base_url
-
-
-@contextlib.contextmanager
-def running_stack(redis_url: str, env: dict[str, str]) -> Iterator[Stack]:
-    """A worker and an API process started with `env`, ready; both stopped on exit."""
-    worker = WorkerProcess(env)
-    api = ApiProcess(env)
-    try:
-        worker.wait_ready()
-        api.wait_ready()
-        yield Stack(api, worker, redis_url)
-    finally:
-        api.stop()
-        worker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from tests.api.test_bad_input import GOOD
-from tests.conftest import Stack
 from tests.support.json_bodies import generation_count
 from tests.support.processes import ApiProcess, stack_env
+from tests.support.stack import Stack
 
 EVIL = "https://evil.example"
 ANTHROPIC_GOOD = {**GOOD, "max_tokens": 5}

@@ -8,8 +8,8 @@ import signal
 import httpx
 import pytest
 
-from tests.conftest import Stack
 from tests.support.processes import ApiProcess, stack_env
+from tests.support.stack import Stack
 
 PATHS = [
     "/healthz",

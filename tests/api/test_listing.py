@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from tests.api.test_stream_basics import create
-from tests.conftest import Stack
 from tests.support.sse import read_sse
+from tests.support.stack import Stack
 
 
 async def finished(client: httpx.AsyncClient, **body: object) -> str:

@@ -10,9 +10,9 @@ import pytest
 
 from tests.api.test_stream_basics import expected_story
 from tests.api.test_viewers_and_resume import assert_no_gap_or_duplicate
-from tests.conftest import Stack
 from tests.support.processes import ApiProcess, stack_env
 from tests.support.sse import assemble_text, read_sse
+from tests.support.stack import Stack
 
 
 @pytest.fixture()

@@ -16,9 +16,9 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from services import keys
-from tests.conftest import Stack
 from tests.support.json_bodies import nested_object
 from tests.support.sse import read_sse
+from tests.support.stack import Stack
 
 MARKER = "private-words-of-the-user"
 

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 
 from services.providers.demo import story_tokens
-from tests.conftest import Stack
 from tests.support.sse import assemble_text, read_sse
+from tests.support.stack import Stack
 
 
 async def create(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:

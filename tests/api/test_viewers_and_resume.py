@@ -7,8 +7,8 @@ import asyncio
 import httpx
 
 from tests.api.test_stream_basics import create, expected_story
-from tests.conftest import Stack
 from tests.support.sse import SseEvent, assemble_text, read_sse
+from tests.support.stack import Stack
 
 PROMPT = "three viewers watch"
 

@@ -8,7 +8,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 
 @pytest.fixture()

@@ -7,8 +7,8 @@ import httpx
 from anthropic.types import ToolParam
 
 from services.providers.demo import story_tokens
-from tests.conftest import Stack
 from tests.support.sse import SseEvent, iter_sse
+from tests.support.stack import Stack
 
 PROMPT = "Resumable streams, shared by every viewer, one base URL away."
 

@@ -11,8 +11,8 @@ import pytest
 from anthropic.types import MessageParam
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.conftest import Stack
 from tests.support.processes import ApiProcess, stack_env
+from tests.support.stack import Stack
 
 OPENAI_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 MESSAGES: list[MessageParam] = [{"role": "user", "content": "hi"}]

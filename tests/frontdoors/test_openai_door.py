@@ -9,8 +9,8 @@ import openai
 from openai.types.chat import ChatCompletionFunctionToolParam
 
 from services.providers.demo import story_tokens
-from tests.conftest import Stack
 from tests.support.sse import iter_sse
+from tests.support.stack import Stack
 
 PROMPT = "Resumable streams, shared by every viewer, one base URL away."
 

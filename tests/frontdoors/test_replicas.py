@@ -10,9 +10,9 @@ import openai
 import pytest
 
 from services.providers.demo import story_tokens
-from tests.conftest import Stack
 from tests.frontdoors.viewers import anthropic_view, message_text, openai_view
 from tests.support.processes import ApiProcess, stack_env
+from tests.support.stack import Stack
 
 
 async def test_openai_stream_cut_by_shutdown_resumes_elsewhere(

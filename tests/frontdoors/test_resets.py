@@ -34,7 +34,6 @@ from services.config import Settings
 from services.events import DeltaEvent, DoneEvent, Usage, encode_data
 from services.generation import GenerationRequest, Message
 from services.store import EventBatch, GenerationStore
-from tests.conftest import Stack
 from tests.frontdoors.viewers import (
     RAW_MESSAGE_STREAM_EVENT,
     anthropic_view,
@@ -42,6 +41,7 @@ from tests.frontdoors.viewers import (
     native_events,
     openai_view,
 )
+from tests.support.stack import Stack
 
 FIRST_ATTEMPT = "Hello wor"
 SECOND_ATTEMPT = "Goodbye, cruel world."

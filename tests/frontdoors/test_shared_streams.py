@@ -11,7 +11,6 @@ import httpx
 import openai
 
 from services.providers.demo import story_tokens
-from tests.conftest import Stack
 from tests.frontdoors.viewers import (
     anthropic_view,
     message_text,
@@ -20,6 +19,7 @@ from tests.frontdoors.viewers import (
     openai_view,
 )
 from tests.support.sse import SseEvent, iter_sse
+from tests.support.stack import Stack
 
 
 async def create_story(http: httpx.AsyncClient, prompt: str, tokens: int) -> str:

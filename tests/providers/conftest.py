@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.conftest import Stack, running_stack
 from tests.support.fake_anthropic import fake_anthropic
 from tests.support.fake_openai import fake_openai
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import stack_env
+from tests.support.stack import Stack, running_stack
 
 OPENAI_TEST_KEY = "sk-test-openai-0123456789abcdef"
 ANTHROPIC_TEST_KEY = "sk-ant-test-0123456789abcdef"

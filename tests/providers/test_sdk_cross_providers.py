@@ -15,10 +15,10 @@ import anthropic
 import openai
 from openai.types.shared_params import FunctionDefinition
 
-from tests.conftest import Stack
 from tests.providers.conftest import Fakes
 from tests.providers.flows import new_script_id
 from tests.support.fake_upstream import script_prompt
+from tests.support.stack import Stack
 
 ANSWER = "Cross-provider answer, streamed exactly once."
 WEATHER_TOOL: FunctionDefinition = {

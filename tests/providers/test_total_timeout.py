@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.conftest import Stack, running_stack
 from tests.providers.conftest import Fakes
 from tests.providers.flows import assert_consistent, new_script_id, run
 from tests.support.processes import stack_env
+from tests.support.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="module")

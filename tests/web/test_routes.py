@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 
 @pytest.mark.parametrize(
