@@ -19,6 +19,9 @@ import httpx
 
 from cli.redis_server import find_redis_server, free_port, private_redis
 from services.providers.demo import story_tokens
+
+# Re-exported for tests/faults/test_half_open.py, which imports it from here.
+from tests.support.polling import wait_for as wait_for
 from tests.support.processes import ApiProcess, ServiceProcess, WorkerProcess, stack_env
 from tests.support.sse import SseEvent, iter_sse
 
@@ -171,21 +174,6 @@ async def status(base_url: str, gen_id: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-async def wait_for(
-    check: Callable[[], Any], *, timeout_s: float = 60, what: str = "condition"
-) -> Any:
-    """Poll an async or sync predicate until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def runner_of(gen_id: str, workers: list[WorkerProcess]) -> WorkerProcess:

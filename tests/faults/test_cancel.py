@@ -6,7 +6,8 @@ import asyncio
 
 import httpx
 
-from tests.faults.support import Processes, create, expected_story, status, wait_for, watch
+from tests.faults.support import Processes, create, expected_story, status, watch
+from tests.support.polling import wait_for
 from tests.support.sse import assemble_text
 
 

@@ -21,9 +21,9 @@ from tests.faults.support import (
     expected_story,
     fault_env,
     status,
-    wait_for,
     watch,
 )
+from tests.support.polling import wait_for
 from tests.support.processes import ApiProcess
 from tests.support.sse import assemble_text, read_sse
 

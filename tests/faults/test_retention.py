@@ -16,9 +16,9 @@ from tests.faults.support import (
     create,
     expected_story,
     fault_env,
-    wait_for,
     watch,
 )
+from tests.support.polling import wait_for
 from tests.support.sse import SseEvent, assemble_text, read_sse
 
 

@@ -12,9 +12,9 @@ from tests.faults.support import (
     expected_story,
     runner_of,
     status,
-    wait_for,
     watch,
 )
+from tests.support.polling import wait_for
 from tests.support.sse import assemble_text
 
 

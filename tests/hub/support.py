@@ -10,7 +10,7 @@ import json
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -149,17 +149,6 @@ class RawSse:
 
     def close(self) -> None:
         self.writer.close()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout_s: float = 30, what: str = "condition"
-) -> None:
-    """Poll `check` until it holds; generous deadline for a loaded machine."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def metric_value(text: str, name: str) -> float:

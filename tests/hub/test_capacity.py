@@ -7,7 +7,8 @@ import asyncio
 import httpx
 
 from tests.hub.conftest import ApiFactory
-from tests.hub.support import DirectPublisher, RawSse, eventually, metric_value
+from tests.hub.support import DirectPublisher, RawSse, metric_value
+from tests.support.polling import wait_for
 from tests.support.sse import assemble_text, read_sse
 
 
@@ -50,7 +51,7 @@ async def test_cap_answers_503_with_retry_after_and_frees_slots(
                 async with client.stream("GET", path) as response:
                     return response.status_code == 200
 
-            await eventually(admitted, what="a freed slot")
+            await wait_for(admitted, what="a freed slot")
             metrics = (await client.get("/metrics")).text
             assert metric_value(metrics, "tokenrelay_sse_rejected_total") >= 2
     finally:
@@ -87,7 +88,7 @@ async def test_client_that_stops_reading_is_dropped_after_the_send_timeout(
             metrics = (await client.get("/metrics")).text
             return metric_value(metrics, "tokenrelay_sse_connections_open") == 0
 
-        await eventually(only_reader_left, what="the dropped connection to be released")
+        await wait_for(only_reader_left, what="the dropped connection to be released")
     # The dropped client sees the end of the connection without a terminal event.
     events = await stalled.read_events()
     stalled.close()

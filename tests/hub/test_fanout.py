@@ -13,7 +13,8 @@ import redis
 
 from cli.redis_server import find_redis_server, private_redis
 from tests.hub.conftest import ApiFactory
-from tests.hub.support import DirectPublisher, RawSse, eventually, metric_value
+from tests.hub.support import DirectPublisher, RawSse, metric_value
+from tests.support.polling import wait_for
 from tests.support.processes import ApiProcess, stack_env
 from tests.support.sse import SseEvent, assemble_text, iter_sse, read_sse
 
@@ -111,7 +112,7 @@ async def test_stalled_viewer_does_not_delay_others_and_then_assembles_exact_tex
 
     async with httpx.AsyncClient(base_url=api.base_url, timeout=120) as client:
         others = [asyncio.create_task(read_sse(client, path, timeout_s=120)) for _ in range(3)]
-        await eventually(lambda: _open_connections(client, 4), what="all four viewers connected")
+        await wait_for(lambda: _open_connections(client, 4), what="all four viewers connected")
         for block in range(600):  # ~6 MB: more than the socket buffers (up to 4 MB) hold
             await publisher.delta(gen_id, *(f"{block:02d}-{i:02d}" + "x" * 995 for i in range(10)))
         await publisher.delta(gen_id, "last")
@@ -128,7 +129,7 @@ async def test_stalled_viewer_does_not_delay_others_and_then_assembles_exact_tex
             metrics = (await client.get("/metrics")).text
             return metric_value(metrics, "tokenrelay_sse_connections_open") == 1
 
-        await eventually(only_stalled_open, what="the other viewers' connections to close")
+        await wait_for(only_stalled_open, what="the other viewers' connections to close")
 
         events = await stalled.read_events()
         stalled.close()
@@ -193,7 +194,7 @@ async def test_backlog_then_live_viewers_cross_the_seam_without_gap_or_duplicate
         add_viewer(None)
         publishing = asyncio.create_task(publish_until_all_joined())
         for threshold in (200, 700, 1600):
-            await eventually(partial(_reached, lambda: published, threshold), what="progress")
+            await wait_for(partial(_reached, lambda: published, threshold), what="progress")
             add_viewer(None)  # from the first event: a long backlog, then live
             ids = await publisher.entry_ids(gen_id)
             add_viewer(ids[len(ids) // 2])  # resuming from the middle

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from tests.hub.conftest import ApiFactory
-from tests.hub.support import DirectPublisher, RawSse, eventually
+from tests.hub.support import DirectPublisher, RawSse
+from tests.support.polling import wait_for
 from tests.support.sse import iter_sse
 
 
@@ -30,14 +31,14 @@ async def test_viewers_are_counted_across_replicas_and_expire_with_a_dead_one(
 
                 return check
 
-            await eventually(viewers_are(first.base_url, 3), what="3 viewers seen on the first")
-            await eventually(viewers_are(second.base_url, 3), what="3 viewers seen on the second")
+            await wait_for(viewers_are(first.base_url, 3), what="3 viewers seen on the first")
+            await wait_for(viewers_are(second.base_url, 3), what="3 viewers seen on the second")
 
             second.kill()  # no cleanup: its count must expire by itself
-            await eventually(viewers_are(first.base_url, 2), what="the dead replica to expire")
+            await wait_for(viewers_are(first.base_url, 2), what="the dead replica to expire")
 
             on_first.pop().close()
-            await eventually(viewers_are(first.base_url, 1), what="a closed viewer to leave")
+            await wait_for(viewers_are(first.base_url, 1), what="a closed viewer to leave")
     finally:
         for viewer in [*on_first, on_second]:
             viewer.close()

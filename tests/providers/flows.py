@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -118,11 +117,3 @@ def assert_consistent(outcome: Outcome, *steps: dict[str, Any]) -> None:
     for text in outcome.attempt_texts():
         assert any(answer.startswith(text) for answer in answers), (text, answers)
     assert outcome.status["content"] == outcome.text
-
-
-async def wait_for(predicate: Any, timeout_s: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not await predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
