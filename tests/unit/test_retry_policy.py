@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
+from services.config import Settings
 from services.errors import ProviderError
 from services.providers.upstream_errors import redact, retry_after_s, status_error
 from worker.retry import AttemptClock, RetryPolicy, TimeLimits
@@ -134,3 +135,54 @@ async def test_attempt_clock_names_the_limit_that_fired(limits: TimeLimits, expe
     assert raised.value.error_type == "timeout"
     assert expected in raised.value.message
     await chunks.aclose()
+
+
+async def _never() -> AsyncGenerator[int, None]:
+    await asyncio.sleep(3600)
+    yield 1
+
+
+async def _two() -> AsyncGenerator[int, None]:
+    yield 1
+    yield 2
+
+
+async def test_a_provider_that_never_starts_hits_the_first_token_limit() -> None:
+    limits = TimeLimits(first_token_s=0.05, idle_s=60, total_s=60)
+    clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
+    chunks = _never()
+    with pytest.raises(ProviderError, match=r"first_token timeout, 0\.05 s") as raised:
+        await clock.next_chunk(chunks)
+    assert raised.value.retryable
+    await chunks.aclose()
+
+
+async def test_the_end_of_the_stream_is_none_not_a_timeout() -> None:
+    limits = TimeLimits(first_token_s=60, idle_s=60, total_s=60)
+    clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
+    chunks = _two()
+    assert [await clock.next_chunk(chunks) for _ in range(3)] == [1, 2, None]
+
+
+def test_a_longer_retry_after_wins_over_the_backoff() -> None:
+    """The provider said when it can take the request again; coming back sooner
+    would only be refused again."""
+    quick = RetryPolicy(attempts=3, backoff_base_s=0.01, backoff_cap_s=0.02, retry_after_max_s=30)
+    assert quick.delay_before_retry(retryable(4.0), 1, remaining_s=100) == 4.0
+    delay = quick.delay_before_retry(retryable(0.001), 1, remaining_s=100)
+    assert delay is not None and 0.005 <= delay <= 0.01
+
+
+def test_policy_and_limits_follow_the_settings() -> None:
+    settings = Settings(
+        redis_url="redis://127.0.0.1:1/0",
+        provider_attempts=7,
+        retry_backoff_base_s=0.3,
+        retry_backoff_cap_s=9.0,
+        retry_after_max_s=11.0,
+        first_token_timeout_s=4.0,
+        idle_timeout_s=5.0,
+        total_timeout_s=600.0,
+    )
+    assert RetryPolicy.from_settings(settings) == RetryPolicy(7, 0.3, 9.0, 11.0)
+    assert TimeLimits.from_settings(settings) == TimeLimits(4.0, 5.0, 600.0)
