@@ -197,3 +197,45 @@ def test_anthropic_refusals_name_the_parameter(body: dict[str, Any], param: str)
     with pytest.raises(InvalidDoorRequest) as refused:
         from_anthropic(**body)
     assert refused.value.param == param
+
+
+def test_an_unknown_argument_is_named_as_openai_names_it() -> None:
+    """Apps and SDKs match on this wording to report a typo in a parameter name."""
+    with pytest.raises(InvalidDoorRequest, match="Unrecognized request argument supplied: bogus"):
+        from_openai(messages=[{"role": "user", "content": "x"}], bogus=1)
+    with pytest.raises(InvalidDoorRequest, match="messages: Field required"):
+        from_openai()
+
+
+def test_anthropic_error_results_and_thinking_blocks() -> None:
+    """A failed tool's result keeps its failure visible to the model; the thinking
+    of earlier turns is the provider's own and is not sent on."""
+    request = from_anthropic(
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "hm", "signature": "s"},
+                    {"type": "tool_use", "id": "t1", "name": "w", "input": {"c": "P"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "content": "down",
+                        "is_error": True,
+                    }
+                ],
+            },
+        ]
+    )
+    assert request.messages[1] == Message(
+        role="assistant",
+        content="",
+        tool_calls=[MessageToolCall(id="t1", name="w", arguments='{"c":"P"}')],
+    )
+    assert request.messages[2] == Message(role="tool", content="Error: down", tool_call_id="t1")
