@@ -110,8 +110,11 @@ class GenerationRequest(BaseModel):
                 f"the request cannot be stored in a form a worker reads back: {first['msg']}"
             ) from None
         except PydanticSerializationError as exc:
+            # The encoder's message may quote what it could not encode: a lone
+            # surrogate, which the error answer itself could not encode either.
+            reason = str(exc).encode("utf-8", "backslashreplace").decode()
             raise InvalidRequest(
-                f"the request cannot be stored in a form a worker reads back: {exc}"
+                f"the request cannot be stored in a form a worker reads back: {reason}"
             ) from None
         return stored
 
