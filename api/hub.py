@@ -69,6 +69,7 @@ from api.metrics import ApiMetrics
 from services import keys
 from services.background import BackgroundLoop, Backoff
 from services.events import StoredEvent, stored_event_from_entry
+from services.store import GenerationStore
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class StreamHub:
 
     def __init__(
         self,
-        redis: Redis,
+        store: GenerationStore,
         reader: Redis,
         metrics: ApiMetrics,
         *,
@@ -205,10 +206,10 @@ class StreamHub:
         replica_id: str | None = None,
         max_concurrent_reads: int = 8,
     ) -> None:
-        """`redis` is the command pool (backlog reads, wakes); `reader` must be a
+        """`store` reads backlogs and wakes the reader (command pool); `reader` must be a
         dedicated single-connection client used only here, whose reply timeout is
         `block_s + reply_margin_s` (services.redis_connections.blocking_reader)."""
-        self._redis = redis
+        self._store = store
         self._reader = reader
         self._metrics = metrics
         self._queue_events = queue_events
@@ -246,7 +247,7 @@ class StreamHub:
         await self._reader_task.stop()
         await self._sweeper.stop()
         with contextlib.suppress(RedisError, OSError):
-            await self._redis.delete(self._wake_key)
+            await self._store.redis.delete(self._wake_key)
         await self._reader.aclose()
 
     def close_viewers(self) -> None:
@@ -355,10 +356,7 @@ class StreamHub:
         async with self._read_slots:
             self._metrics.backlog_reads.inc()
             self._metrics.hub_commands.labels("XRANGE").inc()
-            entries = await self._redis.xrange(
-                keys.events(gen_id), min=f"({after}", max=until, count=self._page
-            )
-        return [stored_event_from_entry(entry_id, fields) for entry_id, fields in entries]
+            return await self._store.read_after(gen_id, after, self._page, until=until)
 
     async def _attach(self, viewer: Viewer) -> str:
         """Put `viewer` on the live feed; returns the cursor after which its queue is complete."""
@@ -368,11 +366,11 @@ class StreamHub:
         if tail is None:
             async with self._read_slots:
                 self._metrics.hub_commands.labels("XREVRANGE").inc()
-                head = await self._redis.xrevrange(keys.events(viewer.gen_id), count=1)
+                head = await self._store.last_event(viewer.gen_id)
             tail = self._tails.get(viewer.gen_id)  # another viewer may have won the race
             if tail is None:
-                last = str(head[0][0]) if head else START
-                if head and stored_event_from_entry(*head[0]).is_terminal:
+                last = head.id if head else START
+                if head is not None and head.is_terminal:
                     return last  # finished: the seam read delivers the end
                 tail = _Tail(viewer.gen_id, keys.events(viewer.gen_id), last)
                 self._tails[viewer.gen_id] = tail
@@ -405,10 +403,7 @@ class StreamHub:
         self._wake_pending = True
         self._metrics.hub_commands.labels("XADD").inc()
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1)
-                pipe.expire(self._wake_key, WAKE_TTL_S)
-                await pipe.execute()
+            await self._store.wake_stream_reader(self._wake_key, WAKE_TTL_S)
         except (RedisError, OSError):
             log.warning("hub: could not wake the reader; it picks up new streams on its next read")
 

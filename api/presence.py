@@ -19,20 +19,24 @@ import contextlib
 import logging
 import time
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services import keys
 from services.background import BackgroundLoop, Backoff
+from services.store import GenerationStore
 
 log = logging.getLogger(__name__)
 
 
 class Presence:
     def __init__(
-        self, redis: Redis, replica_id: str, *, ttl_s: float = 30.0, flush_s: float = 0.05
+        self,
+        store: GenerationStore,
+        replica_id: str,
+        *,
+        ttl_s: float = 30.0,
+        flush_s: float = 0.05,
     ) -> None:
-        self._redis = redis
+        self._store = store
         self._replica_id = replica_id
         self._ttl_ms = int(ttl_s * 1000)
         self._flush_s = flush_s
@@ -63,15 +67,7 @@ class Presence:
 
     async def count(self, gen_id: str) -> int:
         """Open SSE connections to `gen_id` on every live replica."""
-        fields: dict[str, str] = await self._redis.hgetall(keys.viewers(gen_id))  # type: ignore[misc]  # redis-py types the sync and async client alike
-        now_ms = int(time.time() * 1000)
-        total = 0
-        for value in fields.values():
-            count, _, deadline = value.partition(" ")
-            with contextlib.suppress(ValueError):
-                if int(deadline) > now_ms:
-                    total += int(count)
-        return total
+        return await self._store.viewer_count(gen_id)
 
     async def _write_forever(self) -> None:
         refresh_s = self._ttl_ms / 3000
@@ -99,16 +95,5 @@ class Presence:
             await asyncio.sleep(self._flush_s)  # coalesce bursts of joins and leaves
 
     async def _flush(self, gen_ids: set[str]) -> None:
-        if not gen_ids:
-            return
-        deadline = int(time.time() * 1000) + self._ttl_ms
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for gen_id in gen_ids:
-                key = keys.viewers(gen_id)
-                count = self._counts.get(gen_id, 0)
-                if count > 0:
-                    pipe.hset(key, self._replica_id, f"{count} {deadline}")
-                    pipe.pexpire(key, self._ttl_ms * 2)
-                else:
-                    pipe.hdel(key, self._replica_id)
-            await pipe.execute()
+        counts = {gen_id: self._counts.get(gen_id, 0) for gen_id in gen_ids}
+        await self._store.write_viewer_counts(self._replica_id, counts, ttl_ms=self._ttl_ms)

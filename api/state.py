@@ -61,9 +61,15 @@ class AppState:
         a hung or half-open Redis turns into 503s, never into requests that wait.
         """
         redis = command_client(settings, "tokenrelay-api")
+        store = GenerationStore(
+            redis,
+            retention_s=settings.retention_s,
+            max_stream_events=settings.max_stream_events,
+            tombstone_s=settings.tombstone_s,
+        )
         replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         feed = StreamHub(
-            redis,
+            store,
             blocking_reader(settings, "tokenrelay-hub", block_s=HUB_BLOCK_S),
             metrics,
             queue_events=settings.viewer_queue_events,
@@ -71,18 +77,13 @@ class AppState:
             block_s=HUB_BLOCK_S,
             reply_margin_s=settings.redis_timeout_s,
         )
-        presence = Presence(redis, replica_id, ttl_s=settings.presence_ttl_s)
+        presence = Presence(store, replica_id, ttl_s=settings.presence_ttl_s)
         feed.on_viewers_changed.append(presence.viewers_changed)
         state = cls(
             settings=settings,
             redis=redis,
             queue=queue_client(settings, "tokenrelay-api-queue"),
-            store=GenerationStore(
-                redis,
-                retention_s=settings.retention_s,
-                max_stream_events=settings.max_stream_events,
-                tombstone_s=settings.tombstone_s,
-            ),
+            store=store,
             feed=feed,
             metrics=metrics,
             presence=presence,

@@ -163,6 +163,25 @@ class GenerationStatus(BaseModel):
     metadata: dict[str, str] | None = None
 
 
+class GenerationSummary(BaseModel):
+    """One row of `GET /v1/generations`: a generation's status without its text."""
+
+    id: str
+    status: Status
+    model: str
+    attempt: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    finish_reason: str | None
+    usage: Usage | None
+    error: ErrorInfo | None
+    last_event_id: str | None
+    content_bytes: int
+    """UTF-8 length of the current attempt's text so far."""
+    viewers: int = 0
+
+
 class GenerationAccepted(BaseModel):
     """The answer of `POST /v1/generations`."""
 

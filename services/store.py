@@ -8,14 +8,16 @@ one terminal event ends every generation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from services import keys
 from services.events import ErrorEvent, StoredEvent, Usage, encode_data, stored_event_from_entry
@@ -24,6 +26,7 @@ from services.generation import (
     ErrorInfo,
     GenerationRequest,
     GenerationStatus,
+    GenerationSummary,
     ToolCall,
 )
 
@@ -398,10 +401,87 @@ class GenerationStore:
             first_event_id=first, first_retained_id=first_retained, last_event_id=last
         )
 
-    async def read_after(self, gen_id: str, cursor: str, count: int = 500) -> list[StoredEvent]:
-        """Events strictly after `cursor` ("0-0" for all), oldest first."""
-        entries = await self.redis.xrange(keys.events(gen_id), min=f"({cursor}", count=count)
+    async def read_after(
+        self, gen_id: str, cursor: str, count: int = 500, *, until: str = "+"
+    ) -> list[StoredEvent]:
+        """Events strictly after `cursor` ("0-0" for all) and up to `until`, oldest first."""
+        entries = await self.redis.xrange(
+            keys.events(gen_id), min=f"({cursor}", max=until, count=count
+        )
         return [stored_event_from_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def last_event(self, gen_id: str) -> StoredEvent | None:
+        """The newest event of a generation's stream, if it has one."""
+        head = await self.redis.xrevrange(keys.events(gen_id), count=1)
+        return stored_event_from_entry(*head[0]) if head else None
+
+    async def summaries(self, gen_ids: Sequence[str]) -> list[GenerationSummary]:
+        """Listing rows of `gen_ids`, in order, in one round trip: the status fields and
+        the text's length, never the text. Expired generations are left out."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gen_id in gen_ids:
+                pipe.hmget(keys.meta(gen_id), list(_SUMMARY_FIELDS))
+                pipe.strlen(keys.text(gen_id))
+            replies: list[Any] = await pipe.execute()
+        rows = []
+        for index in range(0, len(replies), 2):
+            meta = dict(zip(_SUMMARY_FIELDS, replies[index], strict=True))
+            if not meta["id"] or not meta["created_at"]:
+                continue  # expired after retention; the index entry lingers until trimmed
+            rows.append(
+                GenerationSummary(
+                    **_status_fields(meta), content_bytes=int(replies[index + 1] or 0)
+                )
+            )
+        return rows
+
+    @contextlib.asynccontextmanager
+    async def cancel_requests(self) -> AsyncIterator[PubSub]:
+        """A subscription to the cancel channel: each message names a generation."""
+        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(keys.CANCEL_CHANNEL)
+            yield pubsub
+
+    async def wake_stream_reader(self, wake_key: str, ttl_s: int) -> None:
+        """Append to a hub's wake stream (api/hub.py), which expires unless woken again."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(wake_key, {"w": "1"}, maxlen=1)
+            pipe.expire(wake_key, ttl_s)
+            await pipe.execute()
+
+    async def cancel_requested(self, gen_id: str) -> bool:
+        flag = await self.redis.hget(keys.meta(gen_id), "cancel_requested")  # type: ignore[misc]  # redis-py types sync and async clients alike
+        return bool(flag == "1")
+
+    async def write_viewer_counts(
+        self, replica_id: str, counts: Mapping[str, int], *, ttl_ms: int
+    ) -> None:
+        """This replica's open SSE connections per generation (0 removes its field),
+        each valid for `ttl_ms` unless written again (api/presence.py)."""
+        if not counts:
+            return
+        deadline = _now_ms() + ttl_ms
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gen_id, count in counts.items():
+                key = keys.viewers(gen_id)
+                if count > 0:
+                    pipe.hset(key, replica_id, f"{count} {deadline}")
+                    pipe.pexpire(key, ttl_ms * 2)
+                else:
+                    pipe.hdel(key, replica_id)
+            await pipe.execute()
+
+    async def viewer_count(self, gen_id: str) -> int:
+        """Open SSE connections to `gen_id` on every replica whose count has not expired."""
+        fields: dict[str, str] = await self.redis.hgetall(keys.viewers(gen_id))  # type: ignore[misc]  # redis-py types sync and async clients alike
+        now_ms = _now_ms()
+        total = 0
+        for value in fields.values():
+            count, _, deadline = value.partition(" ")
+            with contextlib.suppress(ValueError):
+                if int(deadline) > now_ms:
+                    total += int(count)
+        return total
 
     async def expired(self, gen_id: str) -> bool:
         """Whether `gen_id` was a generation of this deployment whose keys have expired."""
@@ -490,29 +570,52 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _status_from_meta(meta: dict[str, str], text: str) -> GenerationStatus:
+_SUMMARY_FIELDS = (
+    "id",
+    "model",
+    "status",
+    "attempt",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "finish_reason",
+    "usage",
+    "error",
+    "last_event_id",
+)
+"""The status record's fields a listing row needs (never the request, never the text)."""
+
+
+def _status_fields(meta: Mapping[str, str | None]) -> dict[str, Any]:
+    """The fields that a full status and a listing row read alike from a status record."""
+
     def optional_float(name: str) -> float | None:
         value = meta.get(name)
         return float(value) if value else None
 
     usage = meta.get("usage")
     error = meta.get("error")
+    return {
+        "id": meta["id"],
+        "status": meta.get("status") or "queued",
+        "model": meta.get("model") or "",
+        "finish_reason": meta.get("finish_reason") or None,
+        "usage": Usage.model_validate_json(usage) if usage else None,
+        "error": ErrorInfo.model_validate_json(error) if error else None,
+        "attempt": int(meta.get("attempt") or 0),
+        "created_at": float(meta["created_at"] or 0),
+        "started_at": optional_float("started_at"),
+        "finished_at": optional_float("finished_at"),
+        "last_event_id": meta.get("last_event_id") or None,
+    }
+
+
+def _status_from_meta(meta: dict[str, str], text: str) -> GenerationStatus:
     metadata = meta.get("metadata")
-    status = meta.get("status", "queued")
     return GenerationStatus(
-        id=meta["id"],
-        status=status,  # type: ignore[arg-type]  # written only by this module's scripts
-        model=meta.get("model", ""),
+        **_status_fields(meta),
         content=text,
         tool_calls=[ToolCall.model_validate(c) for c in json.loads(meta.get("tool_calls", "[]"))],
-        finish_reason=meta.get("finish_reason") or None,
-        usage=Usage.model_validate_json(usage) if usage else None,
-        error=ErrorInfo.model_validate_json(error) if error else None,
-        attempt=int(meta.get("attempt", 0)),
-        created_at=float(meta["created_at"]),
-        started_at=optional_float("started_at"),
-        finished_at=optional_float("finished_at"),
-        last_event_id=meta.get("last_event_id"),
         metadata=json.loads(metadata) if metadata else None,
     )
 

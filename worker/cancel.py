@@ -16,22 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Iterator
-from typing import cast
+from collections.abc import Iterator
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services import keys
 from services.background import BackgroundLoop, Backoff
 from services.redis_connections import live_messages
+from services.store import GenerationStore
 
 log = logging.getLogger(__name__)
 
 
 class CancelListener:
-    def __init__(self, redis: Redis, *, reply_timeout_s: float = 5.0) -> None:
-        self._redis = redis
+    def __init__(self, store: GenerationStore, *, reply_timeout_s: float = 5.0) -> None:
+        self._store = store
         self._reply_timeout_s = reply_timeout_s
         self._watched: dict[str, asyncio.Event] = {}
         self._task = BackgroundLoop("cancel-listener", self._listen)
@@ -58,19 +56,14 @@ class CancelListener:
     async def _catch_up(self) -> None:
         """Set the events of watched generations whose cancel came while unsubscribed."""
         for gen_id, event in list(self._watched.items()):
-            # redis-py types hget for sync and async clients alike; this client is async.
-            flag = cast(
-                Awaitable[str | None], self._redis.hget(keys.meta(gen_id), "cancel_requested")
-            )
-            if await flag == "1":
+            if await self._store.cancel_requested(gen_id):
                 event.set()
 
     async def _listen(self) -> None:
         backoff = Backoff(first_s=0.5, cap_s=5.0)
         while True:
             try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(keys.CANCEL_CHANNEL)
+                async with self._store.cancel_requests() as pubsub:
                     self.ready.set()
                     await self._catch_up()
                     messages = live_messages(pubsub, reply_timeout_s=self._reply_timeout_s)

@@ -45,7 +45,7 @@ class WorkerRuntime:
             max_stream_events=settings.max_stream_events,
             tombstone_s=settings.tombstone_s,
         )
-        cancels = CancelListener(redis, reply_timeout_s=settings.redis_timeout_s)
+        cancels = CancelListener(store, reply_timeout_s=settings.redis_timeout_s)
         await cancels.start()
         runtime = cls(settings, redis, store, providers, cancels)
         if settings.worker_metrics_port:

@@ -19,6 +19,7 @@ import pytest
 
 from services.config import Settings
 from services.redis_connections import command_client
+from services.store import GenerationStore
 from tests.faults.support import (
     Processes,
     RedisServer,
@@ -156,7 +157,8 @@ async def test_cancel_ends_a_generation_whose_worker_is_cut_off(
 async def listener_via(proxy: BlackholeProxy) -> AsyncIterator[CancelListener]:
     settings = Settings(redis_url=proxy.url, redis_timeout_s=1)
     redis = command_client(settings, "test-cancel-listener")
-    listener = CancelListener(redis, reply_timeout_s=settings.redis_timeout_s)
+    store = GenerationStore(redis, retention_s=60, max_stream_events=100)
+    listener = CancelListener(store, reply_timeout_s=settings.redis_timeout_s)
     await listener.start()
     try:
         yield listener

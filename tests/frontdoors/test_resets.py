@@ -260,7 +260,7 @@ async def test_non_streaming_answers_are_built_from_the_final_attempt(
     queue = ArqRedis.from_url(redis_url)
     reader = Redis.from_url(redis_url, decode_responses=True, single_connection_client=True)
     metrics = ApiMetrics()
-    hub = StreamHub(store.redis, reader, metrics)
+    hub = StreamHub(store, reader, metrics)
     await hub.start()
     state = AppState(
         settings=Settings(redis_url=redis_url, heartbeat_s=1),
