@@ -44,7 +44,7 @@ _SHOWN_PATH_CHARS = 120
 def parse_json_body(raw: bytes, max_depth: int) -> Any:
     """The body's JSON value, or an `InvalidRequest` saying precisely what is wrong."""
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:
         # Far deeper than any limit we allow: the C parser gave up before we could look.
         raise InvalidRequest(_too_deep(max_depth, "")) from None
@@ -142,9 +142,17 @@ def _lone_surrogate(text: str, path: tuple[str, ...]) -> str:
     )
 
 
+def _refuse_constant(name: str) -> Any:
+    """Python reads `NaN` and `Infinity`; JSON has neither, and pydantic would store
+    them as `null` where a tool schema takes any value."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _parse_failure(exc: ValueError) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return str(exc)
     if isinstance(exc, UnicodeDecodeError):
         return "it is not UTF-8 text"
+    if str(exc).endswith("is not a JSON value"):
+        return str(exc)
     return "a number has too many digits"  # int() refuses more than 4300 digits

@@ -129,6 +129,19 @@ async def test_a_number_too_long_to_read_is_a_400(
     assert generation_count(redis_client) == before
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_are_not_json(
+    client: httpx.AsyncClient, redis_client: redis.Redis, constant: str
+) -> None:
+    before = generation_count(redis_client)
+    parameters = '{"default":' + constant + "}"
+    tool = '{"type":"function","function":{"name":"f","parameters":' + parameters + "}}"
+    body = _raw(extra=f',"tools":[{tool}]')
+    response = await client.post("/v1/generations", content=body, headers=JSON)
+    assert_error_shape(response, 400, f"{constant} is not a JSON value")
+    assert generation_count(redis_client) == before
+
+
 @pytest.mark.parametrize(
     "headers",
     [
