@@ -26,6 +26,7 @@ from api.formats import make_format
 from api.formats.door import DoorFormat
 from api.formats.openai import OpenAIChunkFormat
 from api.formats.transcript import Transcript
+from api.hub import empty_feed
 from api.sse import EventStreamResponse, event_stream
 from api.state import AppState
 from services.errors import Unavailable
@@ -95,11 +96,6 @@ async def _until_closed(
             await close()
 
 
-async def _nothing() -> AsyncGenerator[StoredEvent | None, None]:
-    return
-    yield  # an async generator that ends at once
-
-
 async def _with_interruption(
     body: AsyncGenerator[bytes, None], fmt: DoorFormat
 ) -> AsyncGenerator[bytes, None]:
@@ -129,7 +125,7 @@ async def door_stream(
     feed: AsyncGenerator[StoredEvent | None, None]
     if found is None:
         preamble.append(fmt.resync(await state.store.status(gen_id) or status))
-        feed = _nothing()
+        feed = empty_feed()
     else:
         history, cursor = found
         for event in history:

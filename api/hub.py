@@ -79,6 +79,12 @@ WAKE_TTL_S: Final = 3600
 """The wake stream outlives its process by at most this (a SIGKILLed API cannot delete it)."""
 
 
+async def empty_feed() -> AsyncGenerator[StoredEvent | None, None]:
+    """A feed with no events, for a client that already has a finished stream's end."""
+    return
+    yield  # unreachable: makes this an (empty) async generator
+
+
 class _Signal:
     __slots__ = ("name",)
 

@@ -14,6 +14,7 @@ from api.deps import Authenticated, StateDep
 from api.door_stream import joined_door_stream
 from api.errors import ErrorAnswer, documented_errors
 from api.formats import make_format
+from api.hub import empty_feed
 from api.routes.generations import load_status
 from api.sse import event_stream, refuse_stream
 from services.errors import InvalidRequest
@@ -78,16 +79,10 @@ async def stream_events(
             # Replay the terminal event after the snapshot, so the stream still ends.
             cursor = _just_before(snapshot.last_event_id)
     if is_finished(status.status) and cursor == bounds.last_event_id:
-        feed: AsyncGenerator[StoredEvent | None, None] = _nothing_more()
+        feed: AsyncGenerator[StoredEvent | None, None] = empty_feed()
     else:
         feed = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
     return event_stream(state, feed, fmt, preamble=preamble, headers={"X-Generation-Id": gen_id})
-
-
-async def _nothing_more() -> AsyncGenerator[StoredEvent | None, None]:
-    """The feed of a client that already has a finished generation's last event."""
-    return
-    yield  # unreachable: makes this an (empty) async generator
 
 
 def _just_before(entry_id: str) -> str:
