@@ -5,17 +5,33 @@ most); after that, deltas wait at most `window_s` and everything pending goes ou
 in one script call. Consecutive text merges into one `delta` event, and
 consecutive argument fragments of one tool call merge too, so a fast model costs
 one round trip per window, not one per token.
+
+Text is made encodable on the way in: a provider may split a character outside
+the Basic Multilingual Plane (an emoji) between two chunks, each carrying half
+of a UTF-16 surrogate pair, which Redis (UTF-8) cannot store. A trailing high
+surrogate waits for the next chunk and the pair is joined; a surrogate with no
+partner becomes U+FFFD, as a UTF-8 decoder would show it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 from services.events import DeltaEvent, ToolCallFragment, encode_data
 from services.generation import ToolCall
 from services.store import EventBatch, GenerationStore, PublishOutcome
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """`text` with surrogate pairs joined and unpaired surrogates replaced by U+FFFD."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class PublishRefused(Exception):
@@ -44,13 +60,28 @@ class DeltaPublisher:
         self.refused: PublishOutcome | None = None
         self.failure: Exception | None = None
         self.published_any = False
+        self._high_surrogate = ""
 
     async def add_text(self, text: str) -> None:
+        text = self._whole_characters(text)
         if text:
             self._pending_text.append(text)
             await self._maybe_flush()
 
+    def _whole_characters(self, text: str) -> str:
+        text, self._high_surrogate = self._high_surrogate + text, ""
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            text, self._high_surrogate = text[:-1], text[-1]
+        return encodable(text)
+
     async def add_tool_call(self, fragment: ToolCallFragment) -> None:
+        fragment = fragment.model_copy(
+            update={
+                "arguments": encodable(fragment.arguments),
+                "name": encodable(fragment.name) if fragment.name else fragment.name,
+                "id": encodable(fragment.id) if fragment.id else fragment.id,
+            }
+        )
         self._close_text()
         call = self._tool_calls.setdefault(fragment.index, ToolCall())
         call.id = call.id or fragment.id
@@ -75,6 +106,9 @@ class DeltaPublisher:
         self._cancel_timer()
         if self.failure is not None:
             raise self.failure
+        if self._high_surrogate:  # its partner never came
+            self._pending_text.append("\ufffd")
+            self._high_surrogate = ""
         async with self._lock:
             batch = self._take_batch(extra=[terminal], terminal_status=terminal_status, **fields)
             await self._write(batch)

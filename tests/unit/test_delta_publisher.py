@@ -176,3 +176,17 @@ async def test_discard_drops_what_is_pending_of_a_failed_attempt(store: Recordin
     await deltas.finish("failed", ("error", '{"type":"x","message":"y","retryable":false}'))
     assert store.events(1) == [("error", {"type": "x", "message": "y", "retryable": False})]
     assert store.batches[1].tool_calls_json == ""
+
+
+async def test_an_emoji_split_between_chunks_is_joined_and_a_lone_half_replaced(
+    store: RecordingStore,
+) -> None:
+    """A provider may send each half of a UTF-16 surrogate pair in its own chunk;
+    Redis stores UTF-8, which has no halves, so they must never reach the store."""
+    deltas = publisher(store)
+    await deltas.add_text("smile \ud83d")  # the first half waits for its partner
+    await deltas.add_text("\ude00 and \udc00 then \ud83d")
+    await deltas.finish("completed", DONE, finish_reason="stop")
+    text = "".join(batch.text_append for batch in store.batches)
+    assert text == "smile \U0001f600 and \ufffd then \ufffd"
+    text.encode("utf-8")  # every batch is storable as it is
