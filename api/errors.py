@@ -70,7 +70,7 @@ _STATUS_MEANINGS = {
 def documented_errors(answer: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each status it may answer, with its body's schema.
 
-    The doors pass their own answer models (api/door_errors.py); the meanings are
+    The doors pass their own answer models (api/doors/errors.py); the meanings are
     the same everywhere.
     """
     return {

@@ -3,7 +3,7 @@
 A route class runs these checks before FastAPI or the handler touches the body,
 so the native route and the OpenAI and Anthropic doors refuse the same inputs,
 each in its own error shape (the doors' route classes derive from this one, see
-api/door_errors.py):
+api/doors/errors.py):
 
 - A body not declared as JSON is a 415. A page on any other site can make a
   browser send a `text/plain`, form-encoded or multipart body, or one with no

@@ -18,14 +18,14 @@ from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.routes import (
-    anthropic_compat,
+    anthropic_door,
     events,
     generations,
     health,
     listing,
     metrics,
     models,
-    openai_compat,
+    openai_door,
     web,
 )
 from api.state import AppState
@@ -68,7 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.include_router(listing.router)
     app.include_router(web.router)
-    for door in (openai_compat.router, anthropic_compat.router):
+    for door in (openai_door.router, anthropic_door.router):
         app.include_router(door)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

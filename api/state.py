@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from api.capacity import ConnectionGate
-from api.hub import HUB_BLOCK_S, StreamHub
 from api.metrics import ApiMetrics
-from api.presence import Presence
-from api.sse import SendWatchdog
+from api.streaming.capacity import ConnectionGate
+from api.streaming.hub import HUB_BLOCK_S, StreamHub
+from api.streaming.presence import Presence
+from api.streaming.sse import SendWatchdog
 from services.background import BackgroundLoop
 from services.config import Settings
 from services.redis_checks import warn_about_redis_settings
@@ -34,7 +34,7 @@ class AppState:
     redis: Redis
     queue: ArqRedis
     store: GenerationStore
-    feed: StreamHub
+    hub: StreamHub
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the process begins shutting down: readiness fails, streams end with a retry hint."""
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
@@ -68,7 +68,7 @@ class AppState:
             tombstone_s=settings.tombstone_s,
         )
         replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        feed = StreamHub(
+        hub = StreamHub(
             store,
             blocking_reader(settings, "tokenrelay-hub", block_s=HUB_BLOCK_S),
             metrics,
@@ -78,17 +78,17 @@ class AppState:
             reply_margin_s=settings.redis_timeout_s,
         )
         presence = Presence(store, replica_id, ttl_s=settings.presence_ttl_s)
-        feed.on_viewers_changed.append(presence.viewers_changed)
+        hub.on_viewers_changed.append(presence.viewers_changed)
         state = cls(
             settings=settings,
             redis=redis,
             queue=queue_client(settings, "tokenrelay-api-queue"),
             store=store,
-            feed=feed,
+            hub=hub,
             metrics=metrics,
             presence=presence,
         )
-        await feed.start()
+        await hub.start()
         await presence.start()
         await state.watchdog.start()
         state._drain_watch.start()
@@ -100,7 +100,7 @@ class AppState:
         self.draining.set()
         await asyncio.sleep(0)  # let the drain watch close the viewers
         await self._drain_watch.stop()
-        await self.feed.stop()
+        await self.hub.stop()
         await self.watchdog.stop()
         if self.presence is not None:
             await self.presence.stop()
@@ -109,4 +109,4 @@ class AppState:
 
     async def _close_streams_on_drain(self) -> None:
         await self.draining.wait()
-        self.feed.close_viewers()
+        self.hub.close_viewers()

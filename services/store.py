@@ -443,7 +443,7 @@ class GenerationStore:
             yield pubsub
 
     async def wake_stream_reader(self, wake_key: str, ttl_s: int) -> None:
-        """Append to a hub's wake stream (api/hub.py), which expires unless woken again."""
+        """Append to a hub's wake stream (api/streaming/hub.py); it expires unless woken."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(wake_key, {"w": "1"}, maxlen=1)
             pipe.expire(wake_key, ttl_s)
@@ -457,7 +457,7 @@ class GenerationStore:
         self, replica_id: str, counts: Mapping[str, int], *, ttl_ms: int
     ) -> None:
         """This replica's open SSE connections per generation (0 removes its field),
-        each valid for `ttl_ms` unless written again (api/presence.py)."""
+        each valid for `ttl_ms` unless written again (api/streaming/presence.py)."""
         if not counts:
             return
         deadline = _now_ms() + ttl_ms

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
 from api import openapi_docs
-from api.cursor import START, cursor_key, parse_cursor
 from api.deps import Authenticated, StateDep
-from api.door_stream import joined_door_stream
+from api.doors.stream import joined_door_stream
 from api.errors import ErrorAnswer, documented_errors
 from api.formats import make_format
-from api.hub import empty_feed
 from api.routes.generations import load_status
-from api.sse import event_stream, refuse_stream
+from api.streaming.cursor import START, cursor_key, parse_cursor
+from api.streaming.hub import empty_feed
+from api.streaming.sse import event_stream, refuse_stream
 from services.errors import InvalidRequest
 from services.events import StoredEvent
 from services.store import is_finished
@@ -81,7 +81,7 @@ async def stream_events(
     if is_finished(status.status) and cursor == bounds.last_event_id:
         feed: AsyncGenerator[StoredEvent | None, None] = empty_feed()
     else:
-        feed = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
+        feed = state.hub.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
     return event_stream(state, feed, fmt, preamble=preamble, headers={"X-Generation-Id": gen_id})
 
 

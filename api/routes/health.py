@@ -34,7 +34,7 @@ async def readyz(state: StateDep) -> JSONResponse | dict[str, str]:
         return JSONResponse(
             {"status": "redis unavailable"}, status_code=503, headers={"Retry-After": "2"}
         )
-    if state.feed.reader_stalled:
+    if state.hub.reader_stalled:
         # Commands work but the shared stream read gets no reply (a half-open
         # connection): this replica's viewers would wait in silence.
         return JSONResponse(

@@ -23,12 +23,12 @@ from arq.connections import ArqRedis
 from openai.types.chat import ChatCompletionChunk
 from redis.asyncio import Redis
 
-from api.door_stream import wait_for_transcript
+from api.doors.stream import wait_for_transcript
 from api.formats.anthropic import message
 from api.formats.openai import chat_completion
-from api.hub import StreamHub
 from api.metrics import ApiMetrics
 from api.state import AppState
+from api.streaming.hub import StreamHub
 from services import keys
 from services.config import Settings
 from services.events import DeltaEvent, DoneEvent, Usage, encode_data
@@ -267,7 +267,7 @@ async def test_non_streaming_answers_are_built_from_the_final_attempt(
         redis=store.redis,
         queue=queue,
         store=store,
-        feed=hub,
+        hub=hub,
         metrics=metrics,
     )
     try:

@@ -1,4 +1,4 @@
-"""When an API process refuses a new SSE connection (api/capacity.py).
+"""When an API process refuses a new SSE connection (api/streaming/capacity.py).
 
 A replica past its cap or draining answers 503 with advice on when to come back;
 the advice is jittered so that a refused crowd does not return in step.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from api.capacity import ConnectionGate
+from api.streaming.capacity import ConnectionGate
 
 
 def gate(limit: int = 2, *, retry_base_s: float = 2.0) -> tuple[ConnectionGate, asyncio.Event]:

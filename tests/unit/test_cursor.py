@@ -1,4 +1,4 @@
-"""SSE cursors (api/cursor.py): what `Last-Event-ID` and `last_event_id` accept.
+"""SSE cursors (api/streaming/cursor.py): what `Last-Event-ID` and `last_event_id` accept.
 
 A malformed cursor is a 400, never a silent restart from the beginning (a client
 would show the answer twice) nor a skip; cursors compare as stream entry ids,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.cursor import START, cursor_key, parse_cursor
+from api.streaming.cursor import START, cursor_key, parse_cursor
 from services.errors import InvalidRequest
 
 

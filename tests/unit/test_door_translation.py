@@ -6,20 +6,20 @@ from typing import Any
 
 import pytest
 
-from api.translate import anthropic_in, openai_in
-from api.translate.common import InvalidDoorRequest
+from api.doors import anthropic_requests, openai_requests
+from api.doors.translation import InvalidDoorRequest
 from services.generation import GenerationRequest, Message, MessageToolCall
 
 
 def from_openai(**body: Any) -> GenerationRequest:
     body.setdefault("model", "demo/echo")
-    return openai_in.to_generation_request(openai_in.parse_chat_request(body))
+    return openai_requests.to_generation_request(openai_requests.parse_chat_request(body))
 
 
 def from_anthropic(**body: Any) -> GenerationRequest:
     body.setdefault("model", "demo/echo")
     body.setdefault("max_tokens", 50)
-    return anthropic_in.to_generation_request(anthropic_in.parse_messages_request(body))
+    return anthropic_requests.to_generation_request(anthropic_requests.parse_messages_request(body))
 
 
 def test_openai_roles_and_tool_turns() -> None:

@@ -127,7 +127,7 @@ def test_viewers_are_counted_on_the_watch_page_and_the_dashboard(
     context: BrowserContext, web_stack: WebStack
 ) -> None:
     if "presence" not in AppState.__dataclass_fields__:
-        pytest.skip("viewer counts need the hub's presence tracker (api/presence.py)")
+        pytest.skip("viewer counts need the hub's presence tracker (api/streaming/presence.py)")
     gen_id = create_story(web_stack, "count the viewers", 2000)
     try:
         first = open_watch(context, web_stack, gen_id)

@@ -42,10 +42,10 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from api.capacity import ConnectionGate, Refusal
 from api.formats.base import StreamFormat
 from api.formats.native import NativeFormat
 from api.metrics import ApiMetrics
+from api.streaming.capacity import ConnectionGate, Refusal
 from services.background import BackgroundLoop
 from services.events import StoredEvent
 

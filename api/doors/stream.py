@@ -21,14 +21,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator
 
-from api.cursor import START, cursor_key
 from api.formats import make_format
 from api.formats.door import DoorFormat
 from api.formats.openai import OpenAIChunkFormat
 from api.formats.transcript import Transcript
-from api.hub import empty_feed
-from api.sse import EventStreamResponse, event_stream
 from api.state import AppState
+from api.streaming.cursor import START, cursor_key
+from api.streaming.hub import empty_feed
+from api.streaming.sse import EventStreamResponse, event_stream
 from services.errors import Unavailable
 from services.events import StoredEvent
 from services.generation import GenerationStatus
@@ -132,7 +132,7 @@ async def door_stream(
             fmt.absorb(event)
         if cursor != START:
             preamble.append(fmt.opening())
-        live = state.feed.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
+        live = state.hub.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
         feed = _until_closed(live, fmt)
     return event_stream(
         state,
@@ -151,7 +151,7 @@ async def wait_for_transcript(state: AppState, gen_id: str) -> Transcript:
     without a terminal event means either that, or a feed cut short: both a 503.
     """
     transcript = Transcript()
-    feed = state.feed.follow(gen_id, START, idle_s=state.settings.heartbeat_s)
+    feed = state.hub.follow(gen_id, START, idle_s=state.settings.heartbeat_s)
     async with contextlib.aclosing(feed):
         async for item in feed:
             if item is None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.translate.common import (
+from api.doors.translation import (
     InvalidDoorRequest,
     invalid_from_validation,
     qualified_model,

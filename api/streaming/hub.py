@@ -64,8 +64,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from api.cursor import START, cursor_key
 from api.metrics import ApiMetrics
+from api.streaming.cursor import START, cursor_key
 from services import keys
 from services.background import BackgroundLoop, Backoff
 from services.events import StoredEvent, stored_event_from_entry

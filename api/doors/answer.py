@@ -1,0 +1,60 @@
+"""What every front door does once a request is translated: queue the generation,
+then stream it in the door's format, or wait for it and answer once.
+
+The doors differ only in how a request is read and how the answer is written;
+a `DoorRequest` carries those two differences, so the steps between (refusing a
+stream before anything is queued, the stream options, the failure statuses of a
+generation the client waited for) are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.responses import JSONResponse, Response
+
+from api.doors.errors import GenerationFailed
+from api.doors.stream import door_stream, wait_for_transcript
+from api.formats.door import DoorFormat
+from api.formats.transcript import Transcript
+from api.state import AppState
+from api.streaming.sse import refuse_stream
+from api.submission import submit_generation
+from services.events import CancelledEvent, ErrorEvent
+from services.generation import GenerationRequest
+
+
+@dataclass(frozen=True)
+class DoorRequest:
+    """A translated door request and how the door writes its answer."""
+
+    generation: GenerationRequest
+    stream: bool
+    stream_format: Callable[[str, float], DoorFormat]
+    """(generation id, created_at) -> the writer of the door's SSE events."""
+    final_answer: Callable[[Transcript, str, float], dict[str, Any]]
+    """(transcript, generation id, created_at) -> the door's one JSON answer."""
+    stream_options: Mapping[str, str] = field(default_factory=dict)
+    """Options every later joiner of the stream must see (stored with the generation)."""
+
+
+async def answer_door_request(state: AppState, door: DoorRequest) -> Response:
+    if door.stream and (refused := refuse_stream(state)) is not None:
+        return refused  # full or draining: refuse before a generation is queued
+    gen_id, created_at = await submit_generation(state, door.generation)
+    if door.stream:
+        for name, value in door.stream_options.items():
+            await state.store.set_stream_option(gen_id, name, value)
+        status = await state.store.status(gen_id)
+        assert status is not None, "a generation just created has a status"
+        return await door_stream(state, status, door.stream_format(gen_id, created_at))
+    transcript = await wait_for_transcript(state, gen_id)
+    ending = transcript.ending
+    if isinstance(ending, ErrorEvent):
+        raise GenerationFailed(ending.error_type, ending.message, gen_id=gen_id)
+    if isinstance(ending, CancelledEvent):
+        raise GenerationFailed("cancelled", "the generation was cancelled", gen_id=gen_id)
+    body = door.final_answer(transcript, gen_id, created_at)
+    return JSONResponse(body, headers={"X-Generation-Id": gen_id})

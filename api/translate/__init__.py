@@ -1,1 +1,0 @@
-"""Front-door requests (OpenAI Chat Completions, Anthropic Messages) to `GenerationRequest`s."""
