@@ -1,14 +1,18 @@
 """Refuse oversized request bodies with a 413 before they are read into memory.
 
 A pure ASGI middleware: it checks `Content-Length` up front and counts the bytes
-of chunked bodies as they arrive, so neither form can exhaust the process.
+of chunked bodies as they arrive, so neither form can exhaust the process. The
+answer is written in the shape of the route the request was for (a front door's
+SDK must be able to read it), by the same functions as every other error.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import ErrorShape, Failure, failure_response, native_body
 
 
 class BodyTooLarge(Exception):
@@ -16,9 +20,13 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, shapes: Mapping[str, ErrorShape] | None = None
+    ) -> None:
+        """`shapes`: the error shape of each path that does not answer natively."""
         self.app = app
         self.max_bytes = max_bytes
+        self.shapes = shapes or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -29,10 +37,11 @@ class BodySizeLimit:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await self._reject(send, 400, "invalid_request_error", "bad Content-Length")
+                    bad = Failure(400, "invalid_request_error", "bad Content-Length")
+                    await self._reject(scope, send, bad)
                     return
                 if declared > self.max_bytes:
-                    await self._reject_too_large(send)
+                    await self._reject_too_large(scope, send)
                     return
         received = 0
         exceeded = False
@@ -55,7 +64,7 @@ class BodySizeLimit:
             if exceeded:
                 if message["type"] == "http.response.start" and not replaced:
                     replaced = True
-                    await self._reject_too_large(send)
+                    await self._reject_too_large(scope, send)
                 return
             await send(message)
 
@@ -64,27 +73,16 @@ class BodySizeLimit:
         except BodyTooLarge:
             if not replaced:
                 replaced = True
-                await self._reject_too_large(send)
+                await self._reject_too_large(scope, send)
 
-    async def _reject_too_large(self, send: Send) -> None:
-        await self._reject(
-            send,
-            413,
-            "request_too_large",
-            f"request body exceeds the limit of {self.max_bytes} bytes",
-        )
+    async def _reject_too_large(self, scope: Scope, send: Send) -> None:
+        message = f"request body exceeds the limit of {self.max_bytes} bytes"
+        await self._reject(scope, send, Failure(413, "request_too_large", message))
 
-    @staticmethod
-    async def _reject(send: Send, status: int, error_type: str, message: str) -> None:
-        body = json.dumps({"error": {"type": error_type, "message": message}}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _reject(self, scope: Scope, send: Send, failure: Failure) -> None:
+        shape = self.shapes.get(scope.get("path", ""), native_body)
+        await failure_response(failure, shape)(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}

@@ -1,6 +1,9 @@
 """The one place where errors become HTTP answers.
 
-Every answer is `{"error": {"type", "message"}}`. Request validation is split the
+`failure_of` turns any exception into a `Failure` (status, type, message,
+headers); a format's `ErrorShape` writes its body. The native shape is
+`{"error": {"type", "message"}}`; the front doors write OpenAI's and Anthropic's
+(api/doors/errors.py), from the same `Failure`. Request validation is split the
 way clients need it: a body that is not JSON is a 400, JSON with wrong fields a
 422 naming each field. Redis being unreachable is a 503 with `Retry-After`.
 Anything unexpected is logged (type and raise site only, see cli/logs.py) and
@@ -10,6 +13,8 @@ answered as a bare 500.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -82,12 +87,6 @@ def error_body(error_type: str, message: str) -> dict[str, Any]:
     return {"error": {"type": error_type, "message": message}}
 
 
-def error_response(
-    status: int, error_type: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(error_body(error_type, message), status_code=status, headers=headers)
-
-
 _NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
 
 
@@ -134,43 +133,68 @@ def describe_validation_errors(
     return 422, "; ".join(parts)
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.error_type, exc.message, exc.headers)
+@dataclass(frozen=True)
+class Failure:
+    """What went wrong, before it is written in any door's shape."""
+
+    status: int
+    error_type: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+    param: str | None = None
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    content_type = request.headers.get("content-type")
-    status, message = describe_validation_errors(list(exc.errors()), content_type)
-    return error_response(status, _STATUS_TYPES[status], message)
+REDIS_DOWN = Failure(
+    503, "unavailable", "the event store is unavailable; retry shortly", {"Retry-After": "2"}
+)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    message = exc.detail if isinstance(exc.detail, str) else "request failed"
-    if exc.status_code == 400 and message == "There was an error parsing the body":
-        message = "request body is not valid JSON (or not UTF-8)"
-    error_type = _STATUS_TYPES.get(exc.status_code, "api_error")
-    return error_response(exc.status_code, error_type, message, dict(exc.headers or {}))
-
-
-async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
-    log.warning("Redis unavailable: %s", type(exc).__name__)
-    return error_response(
-        503, "unavailable", "the event store is unavailable; retry shortly", {"Retry-After": "2"}
-    )
-
-
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+def failure_of(exc: BaseException, content_type: str | None = None) -> Failure:
+    """Any exception a request can end with, as the failure to answer: the one
+    mapping every format shares (native, OpenAI and Anthropic doors)."""
+    if isinstance(exc, ApiError):
+        param = getattr(exc, "param", None)  # set by the doors' request checks
+        return Failure(exc.status_code, exc.error_type, exc.message, dict(exc.headers), param)
+    if isinstance(exc, RequestValidationError):
+        status, message = describe_validation_errors(list(exc.errors()), content_type)
+        return Failure(status, _STATUS_TYPES[status], message)
+    if isinstance(exc, StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "request body is not valid JSON (or not UTF-8)"
+        error_type = _STATUS_TYPES.get(exc.status_code, "api_error")
+        return Failure(exc.status_code, error_type, message, dict(exc.headers or {}))
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        log.warning("Redis unavailable: %s", type(exc).__name__)
+        return REDIS_DOWN
     log.error("unhandled error", exc_info=exc)
-    return error_response(500, "api_error", "internal error")
+    return Failure(500, "api_error", "internal error")
+
+
+ErrorShape = Callable[[Failure], dict[str, Any]]
+"""How one format writes a failure's body (native here; the doors' in api/doors/errors.py)."""
+
+
+def native_body(failure: Failure) -> dict[str, Any]:
+    return error_body(failure.error_type, failure.message)
+
+
+def failure_response(failure: Failure, shape: ErrorShape = native_body) -> JSONResponse:
+    return JSONResponse(shape(failure), status_code=failure.status, headers=failure.headers)
+
+
+async def _answer_natively(request: Request, exc: Exception) -> JSONResponse:
+    return failure_response(failure_of(exc, request.headers.get("content-type")))
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RedisConnectionError, _redis_down)
-    app.add_exception_handler(RedisTimeoutError, _redis_down)
-    app.add_exception_handler(Exception, _unexpected)
+    """Native-shape answers for every route whose route class does not answer itself."""
+    for exc_class in (
+        ApiError,
+        RequestValidationError,
+        StarletteHTTPException,
+        RedisConnectionError,
+        RedisTimeoutError,
+        Exception,
+    ):
+        app.add_exception_handler(exc_class, _answer_natively)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
@@ -32,6 +33,9 @@ from api.state import AppState
 from services.config import Settings
 
 log = logging.getLogger(__name__)
+
+DOORS = (openai_door.router, anthropic_door.router)
+"""The front doors' routers: their errors are written in their own APIs' shapes."""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -68,7 +72,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.include_router(listing.router)
     app.include_router(web.router)
-    for door in (openai_door.router, anthropic_door.router):
+    for door in DOORS:
         app.include_router(door)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # A body refused before routing is answered in its route's shape.
+    shapes = {
+        route.path: route.error_shape
+        for door in DOORS
+        for route in door.routes
+        if isinstance(route, APIRoute) and hasattr(route, "error_shape")
+    }
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, shapes=shapes)
     return app

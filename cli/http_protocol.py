@@ -44,6 +44,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from api.errors import error_body
+
 # Bytes of a head that are not in the URL or in a header's name and value: the method,
 # the spaces and version of the request line, ": " and CRLF per header, the final CRLF.
 _REQUEST_LINE_OVERHEAD = 20
@@ -180,7 +182,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._linger_timer = self.loop.call_later(self.linger_s, self.transport.close)
 
     def _error_response(self, status: int, message: str) -> bytes:
-        body = json.dumps({"error": {"type": "invalid_request_error", "message": message}})
+        body = json.dumps(error_body("invalid_request_error", message))
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]

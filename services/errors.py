@@ -48,11 +48,6 @@ class Conflict(ApiError):
     error_type = "conflict_error"
 
 
-class PayloadTooLarge(ApiError):
-    status_code = 413
-    error_type = "request_too_large"
-
-
 class UnsupportedMediaType(ApiError):
     status_code = 415
     error_type = "invalid_request_error"
@@ -61,11 +56,6 @@ class UnsupportedMediaType(ApiError):
 class InvalidFields(ApiError):
     status_code = 422
     error_type = "invalid_request_error"
-
-
-class RateLimited(ApiError):
-    status_code = 429
-    error_type = "rate_limit_error"
 
 
 class Unavailable(ApiError):

@@ -13,28 +13,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any, Literal
 
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.errors import ErrorDetail, describe_validation_errors
+from api.errors import ErrorDetail, ErrorShape, Failure, failure_of, failure_response
 from api.formats import anthropic as anthropic_format
 from api.formats import openai as openai_format
 from api.json_body import JsonBodyRoute
 from services.errors import ApiError
 
 log = logging.getLogger(__name__)
-
-BodyRenderer = Callable[[int, str, str, str | None], dict[str, Any]]
-"""(status, error type, message, param) -> the door's error body."""
 
 # How a generation that failed is answered when the client waited for it
 # (non-streaming): the failure's type decides the status, so SDKs retry what
@@ -100,67 +93,39 @@ class GenerationFailed(ApiError):
             self.headers["x-should-retry"] = "false"
 
 
-def openai_body(status: int, error_type: str, message: str, param: str | None) -> dict[str, Any]:
-    body = openai_format.error_body(error_type, message, code=None)
-    body["error"]["param"] = param
-    if status == 401:
+def openai_body(failure: Failure) -> dict[str, Any]:
+    body = openai_format.error_body(failure.error_type, failure.message, code=None)
+    body["error"]["param"] = failure.param
+    if failure.status == 401:
         body["error"]["code"] = "invalid_api_key"
     return body
 
 
-def anthropic_body(status: int, error_type: str, message: str, param: str | None) -> dict[str, Any]:
-    door_type = _ANTHROPIC_TYPES.get(status, "api_error")
-    if status >= 500 and error_type == "overloaded_error":
+def anthropic_body(failure: Failure) -> dict[str, Any]:
+    door_type = _ANTHROPIC_TYPES.get(failure.status, "api_error")
+    if failure.status >= 500 and failure.error_type == "overloaded_error":
         door_type = "overloaded_error"
-    return anthropic_format.error_body(door_type, message)
+    return anthropic_format.error_body(door_type, failure.message)
 
 
-def door_route_class(render: BodyRenderer) -> type[APIRoute]:
-    """A route whose errors, from the body checks, dependencies and handler alike, use
-    `render`'s shape."""
-
-    def answer(
-        status: int,
-        error_type: str,
-        message: str,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> JSONResponse:
-        status = 400 if status == 422 else status
-        return JSONResponse(render(status, error_type, message, param), status, headers=headers)
+def door_route_class(shape: ErrorShape) -> type[APIRoute]:
+    """A route whose errors, from the body checks, dependencies and handler alike, are
+    written in `shape`. Both APIs report invalid fields as 400, so a 422 is a 400 here."""
 
     class DoorRoute(JsonBodyRoute):
+        error_shape = staticmethod(shape)
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handle = super().get_route_handler()
 
             async def handle_in_door_shape(request: Request) -> Response:
                 try:
                     return await handle(request)
-                except ApiError as exc:
-                    param = getattr(exc, "param", None)
-                    return answer(exc.status_code, exc.error_type, exc.message, param, exc.headers)
-                except RequestValidationError as exc:
-                    status, message = describe_validation_errors(list(exc.errors()))
-                    return answer(status, "invalid_request_error", message)
-                except StarletteHTTPException as exc:
-                    message = exc.detail if isinstance(exc.detail, str) else "request failed"
-                    return answer(
-                        exc.status_code,
-                        "invalid_request_error",
-                        message,
-                        headers=dict(exc.headers or {}),
-                    )
-                except (RedisConnectionError, RedisTimeoutError) as exc:
-                    log.warning("Redis unavailable: %s", type(exc).__name__)
-                    return answer(
-                        503,
-                        "unavailable",
-                        "the event store is unavailable; retry shortly",
-                        headers={"Retry-After": "2"},
-                    )
                 except Exception as exc:
-                    log.error("unhandled error in a front door", exc_info=exc)
-                    return answer(500, "api_error", "internal error")
+                    failure = failure_of(exc)
+                    if failure.status == 422:
+                        failure = replace(failure, status=400)
+                    return failure_response(failure, shape)
 
             return handle_in_door_shape
 

@@ -42,6 +42,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from api.errors import Failure, native_body
 from api.formats.base import StreamFormat
 from api.formats.native import NativeFormat
 from api.metrics import ApiMetrics
@@ -281,7 +282,7 @@ class StreamRefused(Response):
             if self.refusal == "draining"
             else "too many open event streams on this replica; retry shortly"
         )
-        error = json.dumps({"error": {"type": "unavailable", "message": message}})
+        error = json.dumps(native_body(Failure(503, "unavailable", message)))
         accept = dict(scope.get("headers") or ()).get(b"accept", b"")
         if b"text/event-stream" in accept:
             body = f"retry: {self.retry_ms}\n\nevent: error\ndata: {error}\n\n".encode()

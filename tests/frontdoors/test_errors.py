@@ -212,3 +212,29 @@ async def test_authentication(keyed_api: ApiProcess) -> None:
     assert message.content[0].type == "text" and message.content[0].text == "hi"
     for sdk_client in (wrong_openai, right_openai, wrong_anthropic, right_anthropic):
         await sdk_client.close()
+
+
+async def test_an_oversized_body_is_a_413_in_each_doors_shape(
+    openai_client: openai.AsyncOpenAI, anthropic_client: anthropic.AsyncAnthropic
+) -> None:
+    """The body limit answers before routing, in the shape the door's SDK reads."""
+    huge: list[ChatCompletionMessageParam] = [{"role": "user", "content": "x" * 2_000_000}]
+    with pytest.raises(openai.APIStatusError) as openai_error:
+        await openai_client.with_options(max_retries=0).chat.completions.create(
+            model="demo/echo", messages=huge
+        )
+    assert openai_error.value.status_code == 413
+    assert isinstance(openai_error.value.body, dict)
+    assert openai_error.value.body["type"] == "request_too_large"
+    assert "exceeds the limit" in openai_error.value.message
+
+    with pytest.raises(anthropic.APIStatusError) as anthropic_error:
+        await anthropic_client.with_options(max_retries=0).messages.create(
+            model="demo/echo",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "x" * 2_000_000}],
+        )
+    assert anthropic_error.value.status_code == 413
+    body = anthropic_error.value.body
+    assert isinstance(body, dict) and body["type"] == "error", body
+    assert body["error"]["type"] == "request_too_large"
