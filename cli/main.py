@@ -1,4 +1,4 @@
-"""The `tokenrelay` command: `api`, `worker` and `dev`."""
+"""The `tokenrelay` command: `api`, `worker`, `dev` and `tail`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,20 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("worker", help="run a worker that calls the providers")
     dev = commands.add_parser("dev", help="API, one worker and a Redis on this machine")
     dev.add_argument("--port", type=int, default=8000)
+    tail = commands.add_parser(
+        "tail", help="print a generation's text live, resuming by itself (exit 0 if completed)"
+    )
+    tail.add_argument("id", help="the generation id (gen_…)")
+    tail.add_argument("--url", help="the API (default: $TOKENRELAY_URL or http://127.0.0.1:8000)")
+    credential = tail.add_mutually_exclusive_group()
+    credential.add_argument("--key", help="API key (default: $TOKENRELAY_API_KEY)")
+    credential.add_argument("--token", help="a viewer token for this generation")
     args = parser.parse_args(argv)
+
+    if args.command == "tail":
+        from cli.tail import run_tail
+
+        return run_tail(args.id, url=args.url, key=args.key, token=args.token)
 
     configure_logging()
     settings = Settings()

@@ -1,0 +1,67 @@
+"""`tokenrelay tail ID` as a user runs it: a real process, against real API processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.clients.test_python_client import MESSAGES, restart_on_same_port
+from tests.faults.support import Processes, expected_story
+from tests.support.processes import ROOT
+
+
+def tail(base_url: str, gen_id: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "tail", gen_id, "--url", base_url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def create(base_url: str, max_tokens: int) -> str:
+    body = {"model": "demo/story", "messages": MESSAGES, "max_tokens": max_tokens}
+    answer = httpx.post(f"{base_url}/v1/generations", json=body, timeout=30)
+    assert answer.status_code == 202, answer.text
+    gen_id: str = answer.json()["id"]
+    return gen_id
+
+
+def wait_for_text(base_url: str, gen_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while not httpx.get(f"{base_url}/v1/generations/{gen_id}", timeout=10).json()["content"]:
+        assert time.monotonic() < deadline, "no text after 30 s"
+        time.sleep(0.05)
+
+
+def test_tail_prints_the_exact_text_through_an_api_sigkill_and_exits_0(procs: Processes) -> None:
+    _, api = procs.ready(workers=1)
+    gen_id = create(api.base_url, 160)
+    wait_for_text(api.base_url, gen_id)
+    follower = tail(api.base_url, gen_id)
+    time.sleep(0.5)  # let it connect and print some text
+    api.kill()
+    restart_on_same_port(procs, api)
+    out, err = follower.communicate(timeout=90)
+    assert follower.returncode == 0, err
+    assert out == expected_story(160) + "\n"
+    assert "reconnected" in err
+
+
+def test_tail_of_a_cancelled_generation_exits_3_and_of_an_unknown_one_1(
+    procs: Processes,
+) -> None:
+    _, api = procs.ready(workers=1)
+    gen_id = create(api.base_url, 4000)
+    wait_for_text(api.base_url, gen_id)
+    assert httpx.post(f"{api.base_url}/v1/generations/{gen_id}/cancel").status_code == 202
+    cancelled = tail(api.base_url, gen_id)
+    _, err = cancelled.communicate(timeout=60)
+    assert cancelled.returncode == 3 and "cancelled" in err
+    missing = tail(api.base_url, "gen_doesnotexist")
+    _, err = missing.communicate(timeout=60)
+    assert missing.returncode == 1 and "404 not_found_error" in err
