@@ -25,7 +25,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from api.formats.door import DoorFormat, Frame
+from api.formats.door import (
+    DoorFormat,
+    Frame,
+    compact_json,
+    door_id,
+    fallback_tool_call_id,
+)
 from api.formats.transcript import Appended, Block, Closed, Ended, Opened, Step, Transcript
 from services.events import CancelledEvent, DoneEvent, Usage
 
@@ -62,12 +68,12 @@ def anthropic_error_type(native: str) -> str:
 
 
 def message_id(gen_id: str) -> str:
-    return "msg_" + gen_id.removeprefix("gen_")
+    return door_id("msg_", gen_id)
 
 
 def fallback_tool_use_id(gen_id: str, block: int) -> str:
     """A stable id for a tool call whose provider gave none."""
-    return f"toolu_{gen_id.removeprefix('gen_')[:24]}_{block}"
+    return fallback_tool_call_id("toolu_", gen_id, block)
 
 
 def error_body(error_type: str, message: str) -> dict[str, Any]:
@@ -84,15 +90,11 @@ def tool_input(arguments: str) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"arguments": parsed}
 
 
-def _dumps(payload: Any) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
 class AnthropicEventFormat(DoorFormat):
     name = "anthropic"
 
     def _event(self, payload: dict[str, Any]) -> Frame:
-        return payload["type"], _dumps(payload)
+        return payload["type"], compact_json(payload)
 
     def _empty_block(self, index: int, block: Block) -> dict[str, Any]:
         if block.kind == "text":
@@ -175,7 +177,7 @@ class AnthropicEventFormat(DoorFormat):
     ) -> list[Frame]:
         body = error_body(anthropic_error_type(error_type), message)
         body["error"].update(self.resume_fields(resume_from))
-        return [("error", _dumps(body))]
+        return [("error", compact_json(body))]
 
 
 def message(transcript: Transcript, gen_id: str, model: str) -> dict[str, Any]:

@@ -27,13 +27,30 @@ SSE client does by itself) reads the new attempt as a fresh answer.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from functools import lru_cache
+from typing import Any
 
 from api.formats.base import sse_frame
 from api.formats.transcript import Appended, Opened, Step, Transcript, Voided
 from services.events import Event, StoredEvent, decode_event
 from services.generation import GenerationStatus
+
+
+def compact_json(payload: Any) -> str:
+    """JSON as both APIs send it: no spaces, UTF-8 as it is."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def door_id(prefix: str, gen_id: str) -> str:
+    """A door's id for the generation (`chatcmpl-…`, `msg_…`), reversible by eye."""
+    return prefix + gen_id.removeprefix("gen_")
+
+
+def fallback_tool_call_id(prefix: str, gen_id: str, ordinal: int) -> str:
+    """A stable id for a tool call whose provider gave none: the same on every replay."""
+    return f"{prefix}{gen_id.removeprefix('gen_')[:24]}_{ordinal}"
 
 
 @lru_cache(maxsize=4096)

@@ -21,10 +21,15 @@ as `openai.APIError`; resets, failures, cancels and shutdowns are all written so
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from api.formats.door import DoorFormat, Frame
+from api.formats.door import (
+    DoorFormat,
+    Frame,
+    compact_json,
+    door_id,
+    fallback_tool_call_id,
+)
 from api.formats.transcript import Appended, Ended, Opened, Step, Transcript
 from services.events import CancelledEvent, DoneEvent, Usage
 
@@ -48,12 +53,12 @@ def finish_reason(native: str) -> str:
 
 
 def completion_id(gen_id: str) -> str:
-    return "chatcmpl-" + gen_id.removeprefix("gen_")
+    return door_id("chatcmpl-", gen_id)
 
 
 def fallback_call_id(gen_id: str, ordinal: int) -> str:
     """A stable id for a tool call whose provider gave none."""
-    return f"call_{gen_id.removeprefix('gen_')[:24]}_{ordinal}"
+    return fallback_tool_call_id("call_", gen_id, ordinal)
 
 
 def usage_body(usage: Usage | None) -> dict[str, int]:
@@ -69,10 +74,6 @@ def usage_body(usage: Usage | None) -> dict[str, int]:
 def error_body(error_type: str, message: str, code: str | None = None) -> dict[str, Any]:
     """OpenAI's error object, as answered with a status and as sent inside a stream."""
     return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-
-
-def _dumps(payload: Any) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 class OpenAIChunkFormat(DoorFormat):
@@ -102,14 +103,14 @@ class OpenAIChunkFormat(DoorFormat):
         # and only serialize the delta per event (this runs per event per viewer).
         if self._head is None:
             self._head = (
-                f'{{"id":{_dumps(completion_id(self.gen_id))},"object":"chat.completion.chunk",'
-                f'"created":{self.created},"model":{_dumps(self.model)},'
+                f'{{"id":{compact_json(completion_id(self.gen_id))},"object":"chat.completion.chunk",'
+                f'"created":{self.created},"model":{compact_json(self.model)},'
                 '"system_fingerprint":null,"choices":[{"index":0,"delta":'
             )
-        finish_json = "null" if finish is None else _dumps(finish)
+        finish_json = "null" if finish is None else compact_json(finish)
         usage = ',"usage":null' if self.include_usage else ""
         return None, (
-            f'{self._head}{_dumps(delta)},"logprobs":null,"finish_reason":{finish_json}}}]{usage}}}'
+            f'{self._head}{compact_json(delta)},"logprobs":null,"finish_reason":{finish_json}}}]{usage}}}'
         )
 
     def _tool_ordinal(self, block: int) -> int:
@@ -166,7 +167,7 @@ class OpenAIChunkFormat(DoorFormat):
                     "choices": [],
                     "usage": usage_body(event.usage),
                 }
-                frames.append((None, _dumps(usage_chunk)))
+                frames.append((None, compact_json(usage_chunk)))
             frames.append((None, "[DONE]"))
             return frames
         if isinstance(event, CancelledEvent):
@@ -178,7 +179,7 @@ class OpenAIChunkFormat(DoorFormat):
     ) -> list[Frame]:
         body = error_body(error_type, message, code=error_type)
         body["error"].update(self.resume_fields(resume_from))
-        return [(None, _dumps(body))]
+        return [(None, compact_json(body))]
 
 
 def chat_completion(
