@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from api.deps import Authenticated, StateDep
 from api.errors import ErrorAnswer, documented_errors
 from services.config import Settings
-from services.providers import PROVIDER_CLASSES, configured_provider_names
+from services.providers import BY_NAME, configured_provider_names
 
 router = APIRouter(
     prefix="/v1",
@@ -23,7 +23,7 @@ def listed_models(settings: Settings) -> list[str]:
     return [
         f"{provider}/{model}"
         for provider in configured_provider_names(settings)
-        for model in PROVIDER_CLASSES[provider].suggested_models
+        for model in BY_NAME[provider].suggested_models
     ]
 
 

@@ -1,8 +1,14 @@
 """Provider registry: which `PROVIDER/` prefixes this deployment can serve.
 
-Each provider is declared once, in `PROVIDERS`: its class, how a worker builds
-it, and which settings configure it. The API's checks, its error hints, the
-model list and the worker's clients are all derived from that one declaration.
+Each provider is declared once, in `PROVIDERS`: how a worker builds it, which
+settings configure it, and which models `GET /v1/models` suggests. The API's
+checks, its error hints, the model list and the worker's clients are all derived
+from that one declaration.
+
+The SDK-backed providers are imported only when a worker builds them: the
+`openai` and `anthropic` packages take seconds of CPU to import, which every API
+process (it never calls a provider) and every demo-only worker would otherwise
+pay at start-up.
 """
 
 from __future__ import annotations
@@ -13,10 +19,8 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from services.config import Settings
-from services.providers.anthropic import AnthropicProvider
 from services.providers.base import Provider
 from services.providers.demo import DemoProvider
-from services.providers.openai import OpenAIProvider
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,9 @@ class ProviderSpec:
     none means always on) and `variables` says how an operator sets them."""
 
     name: str
-    cls: type[Provider]
     build: Callable[[Settings], Provider]
+    suggested_models: tuple[str, ...]
+    """Models to list in `GET /v1/models`, without the prefix; any name is accepted."""
     configured_by: tuple[str, ...] = ()
     variables: str = ""
 
@@ -38,26 +43,41 @@ class ProviderSpec:
         return any((v.get_secret_value() if isinstance(v, SecretStr) else v) for v in values if v)
 
 
+def _openai(settings: Settings) -> Provider:
+    from services.providers.openai import OpenAIProvider  # the SDK, only when needed
+
+    return OpenAIProvider(settings)
+
+
+def _anthropic(settings: Settings) -> Provider:
+    from services.providers.anthropic import AnthropicProvider  # the SDK, only when needed
+
+    return AnthropicProvider(settings)
+
+
 PROVIDERS: tuple[ProviderSpec, ...] = (
-    ProviderSpec("demo", DemoProvider, lambda s: DemoProvider(s.demo_tokens_per_s)),
+    ProviderSpec(
+        "demo",
+        lambda settings: DemoProvider(settings.demo_tokens_per_s),
+        suggested_models=("echo", "story", "tool"),
+    ),
     ProviderSpec(
         "openai",
-        OpenAIProvider,
-        OpenAIProvider,
+        _openai,
+        suggested_models=("gpt-4o-mini", "gpt-4o"),
         configured_by=("openai_api_key", "openai_base_url"),
         variables="OPENAI_API_KEY or OPENAI_BASE_URL",
     ),
     ProviderSpec(
         "anthropic",
-        AnthropicProvider,
-        AnthropicProvider,
+        _anthropic,
+        suggested_models=("claude-sonnet-4-5", "claude-haiku-4-5"),
         configured_by=("anthropic_api_key", "anthropic_base_url"),
         variables="ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL",
     ),
 )
 BY_NAME: dict[str, ProviderSpec] = {spec.name: spec for spec in PROVIDERS}
 KNOWN_PROVIDERS = tuple(BY_NAME)
-PROVIDER_CLASSES: dict[str, type[Provider]] = {spec.name: spec.cls for spec in PROVIDERS}
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:

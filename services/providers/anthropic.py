@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import AsyncGenerator
-from typing import Any, ClassVar
+from typing import Any
 
 import anthropic
 import anyio
@@ -209,7 +209,6 @@ class _StreamState:
 
 class AnthropicProvider:
     name = "anthropic"
-    suggested_models: ClassVar[tuple[str, ...]] = ("claude-sonnet-4-5", "claude-haiku-4-5")
 
     def __init__(self, settings: Settings) -> None:
         key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""

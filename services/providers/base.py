@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from services.events import ToolCallFragment, Usage
 from services.generation import GenerationRequest
@@ -38,8 +38,6 @@ class Provider(Protocol):
     """An LLM backend. Raises `services.errors.ProviderError` for failures it understands."""
 
     name: str
-    suggested_models: ClassVar[tuple[str, ...]]
-    """Models to list in `GET /v1/models`, without the prefix; any name is accepted."""
 
     def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
         """Stream one attempt. The last chunk is a FinishChunk."""

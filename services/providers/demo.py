@@ -18,7 +18,6 @@ import json
 import random
 import re
 from collections.abc import AsyncGenerator
-from typing import ClassVar
 
 from services.errors import ProviderError
 from services.events import ToolCallFragment, Usage
@@ -103,7 +102,6 @@ def story_tokens(prompt: str, count: int) -> list[str]:
 
 class DemoProvider:
     name = "demo"
-    suggested_models: ClassVar[tuple[str, ...]] = ("echo", "story", "tool")
 
     def __init__(self, tokens_per_s: float) -> None:
         self.delay_s = 1.0 / tokens_per_s if tokens_per_s > 0 else 0.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
-from typing import Any, ClassVar
+from typing import Any
 
 import openai
 
@@ -92,7 +92,6 @@ def chat_params(
 
 class OpenAIProvider:
     name = "openai"
-    suggested_models: ClassVar[tuple[str, ...]] = ("gpt-4o-mini", "gpt-4o")
 
     def __init__(self, settings: Settings) -> None:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
