@@ -27,12 +27,11 @@ from tokenrelay_client import (
 )
 
 from services import keys
+from tests.clients.support import MESSAGES, restart_on_same_port
 from tests.conftest import Stack
-from tests.faults.support import PROMPT, Processes, RedisServer, expected_story, runner_of
+from tests.faults.support import Processes, RedisServer, expected_story, runner_of
 from tests.support.polling import wait_for
-from tests.support.processes import ApiProcess
 
-MESSAGES = [{"role": "user", "content": PROMPT}]
 POLICY = ReconnectPolicy(max_backoff_s=1.0)
 
 
@@ -51,12 +50,6 @@ def counted_client(
 ) -> TokenRelay:
     http = httpx.Client(event_hooks={"request": [counter]})
     return TokenRelay(base_url=base_url, http_client=http, api_key=api_key)
-
-
-def restart_on_same_port(procs: Processes, api: ApiProcess) -> ApiProcess:
-    again = ApiProcess(procs.env, port=api.port)
-    procs.started.append(again)
-    return again.wait_ready()
 
 
 def test_sync_stream_get_list_and_cancel(stack: Stack) -> None:

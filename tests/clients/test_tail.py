@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.clients.test_python_client import MESSAGES, restart_on_same_port
+from tests.clients.support import create, restart_on_same_port, wait_for_text
 from tests.faults.support import Processes, expected_story
 from tests.support.processes import ROOT
 
@@ -21,21 +21,6 @@ def tail(base_url: str, gen_id: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def create(base_url: str, max_tokens: int) -> str:
-    body = {"model": "demo/story", "messages": MESSAGES, "max_tokens": max_tokens}
-    answer = httpx.post(f"{base_url}/v1/generations", json=body, timeout=30)
-    assert answer.status_code == 202, answer.text
-    gen_id: str = answer.json()["id"]
-    return gen_id
-
-
-def wait_for_text(base_url: str, gen_id: str) -> None:
-    deadline = time.monotonic() + 30
-    while not httpx.get(f"{base_url}/v1/generations/{gen_id}", timeout=10).json()["content"]:
-        assert time.monotonic() < deadline, "no text after 30 s"
-        time.sleep(0.05)
 
 
 def test_tail_prints_the_exact_text_through_an_api_sigkill_and_exits_0(procs: Processes) -> None:

@@ -3,8 +3,9 @@
 // The key is asked for once, when the API first answers 401, and kept in
 // sessionStorage: it lasts for this tab's session and is sent only in the
 // `Authorization` header, never in a URL (URLs end up in logs, history and
-// Referer headers). Event streams go through `ResumableEventStream`, which
-// uses fetch() for the same reason: EventSource cannot send headers.
+// Referer headers). Event streams go through `ResumableEventStream` of the
+// tokenrelay client (./tokenrelay/, the npm package's own source), which uses
+// fetch() for the same reason: EventSource cannot send headers.
 
 import { HttpError, ResumableEventStream } from "./sse.js";
 
@@ -97,7 +98,11 @@ export async function apiRequest(path, { method = "GET", body, signal } = {}) {
   }
 }
 
-/** Follows a generation's native event stream, resuming across drops. */
+/**
+ * Follows a generation's native event stream, resuming across drops (for as long
+ * as the page is open: a 429 is waited out, and failures never make it give up).
+ * `done` resolves when it ends; a failure is reported through onState("failed").
+ */
 export function followGeneration(genId, { onEvent, onState, lastEventId, stallMs }) {
   const stream = new ResumableEventStream(`/v1/generations/${encodeURIComponent(genId)}/events`, {
     headers: authHeaders,
@@ -105,8 +110,9 @@ export function followGeneration(genId, { onEvent, onState, lastEventId, stallMs
     onState,
     lastEventId,
     stallMs,
+    waitOnRateLimit: true,
     onUnauthorized: (error) => askForKey(error.message),
   });
-  stream.done = stream.run();
+  stream.done = stream.run().catch(() => {});
   return stream;
 }
