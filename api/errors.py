@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from services.errors import ApiError
 
@@ -164,6 +165,9 @@ def failure_of(exc: BaseException, content_type: str | None = None) -> Failure:
             message = "request body is not valid JSON (or not UTF-8)"
         error_type = _STATUS_TYPES.get(exc.status_code, "api_error")
         return Failure(exc.status_code, error_type, message, dict(exc.headers or {}))
+    if isinstance(exc, ClientDisconnect):
+        # Nobody is left to read the answer; not a fault of ours worth an error line.
+        return Failure(400, "invalid_request_error", "the client disconnected mid-request")
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         log.warning("Redis unavailable: %s", type(exc).__name__)
         return REDIS_DOWN
@@ -191,6 +195,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Native-shape answers for every route whose route class does not answer itself."""
     for exc_class in (
         ApiError,
+        ClientDisconnect,
         RequestValidationError,
         StarletteHTTPException,
         RedisConnectionError,

@@ -6,6 +6,7 @@ nothing is recorded for it, and what the API does accept, the worker runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -225,3 +226,24 @@ async def test_at_the_highest_allowed_limit_every_door_still_runs(deepest_api: A
 
         too_deep = await client.post("/v1/generations", json=at_depth(129))
         assert_error_shape(too_deep, 400, "nested more than 128 levels deep")
+
+
+async def test_a_client_that_hangs_up_mid_body_is_not_an_error(stack: Stack) -> None:
+    """A body cut short by the client is an ordinary event on the internet, not a
+    fault of ours: nothing is queued and no error line is logged."""
+    host, port = "127.0.0.1", stack.api.port
+    before = stack.api.log().count("ERROR")
+    for _ in range(3):
+        _reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"POST /v1/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + json.dumps(GOOD).encode()[:20]
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await writer.wait_closed()
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
+        assert (await client.get("/healthz")).status_code == 200
+    await asyncio.sleep(0.5)
+    assert stack.api.log().count("ERROR") == before, stack.api.log()[-2000:]
