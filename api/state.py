@@ -24,7 +24,12 @@ from api.streaming.sse import SendWatchdog
 from services.background import BackgroundLoop
 from services.config import Settings
 from services.redis_checks import warn_about_redis_settings
-from services.redis_connections import blocking_reader, command_client, queue_client
+from services.redis_connections import (
+    blocking_reader,
+    command_client,
+    queue_client,
+    streams_client,
+)
 from services.store import GenerationStore
 
 
@@ -62,7 +67,9 @@ class AppState:
         """
         redis = command_client(settings, "tokenrelay-api")
         store = GenerationStore(
-            redis,
+            streams_client(settings, "tokenrelay-api", redis),
+            control=redis,
+            announce=settings.streams_on_cluster,
             retention_s=settings.retention_s,
             max_stream_events=settings.max_stream_events,
             tombstone_s=settings.tombstone_s,
@@ -105,6 +112,8 @@ class AppState:
         if self.presence is not None:
             await self.presence.stop()
         await self.queue.aclose()
+        if self.store.redis is not self.redis:
+            await self.store.redis.aclose()
         await self.redis.aclose()
 
     async def _close_streams_on_drain(self) -> None:

@@ -19,6 +19,17 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    streams_redis_url: str | None = Field(
+        default=None,
+        description="where generations live; unset = redis_url; redis+cluster://H:P[,H:P]/0 "
+        "for a Redis Cluster",
+    )
+    redis_sentinels: str | None = Field(
+        default=None, description="HOST:PORT,HOST:PORT of Sentinels watching the control Redis"
+    )
+    redis_sentinel_master: str | None = Field(
+        default=None, description="the control Redis's master name under those Sentinels"
+    )
     redis_timeout_s: float = Field(
         default=5.0,
         gt=0,
@@ -138,6 +149,11 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
     )
+
+    @property
+    def streams_on_cluster(self) -> bool:
+        """Whether generations live on a Redis Cluster (services/redis_connections.py)."""
+        return bool(self.streams_redis_url and self.streams_redis_url.startswith("redis+cluster"))
 
     @property
     def accepted_api_keys(self) -> frozenset[str]:

@@ -78,6 +78,15 @@ def viewers(gen_id: str) -> str:
     return f"{PREFIX}:{{{gen_id}}}:viewers"
 
 
+def live(gen_id: str) -> str:
+    """Sharded pub/sub channel on which a Cluster's write scripts announce new entries.
+
+    Same hash tag as the stream, so the script that appends may publish (SPUBLISH)
+    and the channel lives on the node that holds the stream (api/streaming/sharded.py).
+    """
+    return f"{PREFIX}:{{{gen_id}}}:live"
+
+
 def hub_wake(replica_id: str) -> str:
     """Stream an API process's shared reader also watches, so adding a stream wakes it."""
     return f"{PREFIX}:hub:{replica_id}:wake"

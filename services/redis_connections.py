@@ -17,6 +17,13 @@ everything else looks healthy. Every connection built here therefore has:
 
 Pub/sub connections have no reply due while idle; `live_messages` pings them
 so that their silence is noticed the same way.
+
+Two roles (README, "Scaling past one Redis"): the control Redis (arq's queue, the
+global indexes, keys, limits, cancel pub/sub) at `redis_url`, or found through
+Sentinel, and the streams Redis (every generation's keys) at `streams_redis_url`,
+which may be a Redis Cluster. Unset, both roles share one client and one pool.
+Sentinel-managed pools ask a Sentinel for the master on each new connection, so a
+failover costs the connections open at the time and nothing else.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from services.config import Settings
@@ -54,17 +64,53 @@ def _connection_kwargs(settings: Settings, name: str, reply_timeout_s: float) ->
     }
 
 
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A Sentinel-managed pool that waits for a free connection like `BlockingConnectionPool`."""
+
+
+def _sentinel_addresses(settings: Settings) -> list[tuple[str, int]]:
+    addresses = []
+    for item in (settings.redis_sentinels or "").split(","):
+        host, _, port = item.strip().rpartition(":")
+        if host:
+            addresses.append((host, int(port)))
+    return addresses
+
+
 def _bounded_pool(
     settings: Settings, name: str, *, decode: bool, max_connections: int | None
 ) -> BlockingConnectionPool:
     # A full pool makes a command wait for a free connection, at most the reply
     # timeout, then fail like any other Redis error (503 in the API).
+    kwargs = _connection_kwargs(settings, name, settings.redis_timeout_s)
+    if settings.redis_sentinels and settings.redis_sentinel_master:
+        # db, username and password still come from redis_url; its host is ignored.
+        url_options = {k: v for k, v in parse_url(settings.redis_url).items() if k != "host"}
+        url_options.pop("port", None)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            _sentinel_addresses(settings),
+            sentinel_kwargs={
+                "socket_timeout": settings.redis_timeout_s,
+                "socket_connect_timeout": settings.redis_timeout_s,
+            },
+        )
+        pool: BlockingConnectionPool = _BlockingSentinelPool(  # type: ignore[no-untyped-call]  # idem
+            settings.redis_sentinel_master,
+            sentinel,
+            max_connections=max_connections or settings.redis_max_connections,
+            timeout=settings.redis_timeout_s,
+            decode_responses=decode,
+            check_connection=True,
+            **url_options,
+            **kwargs,
+        )
+        return pool
     return BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=max_connections or settings.redis_max_connections,
         timeout=settings.redis_timeout_s,
         decode_responses=decode,
-        **_connection_kwargs(settings, name, settings.redis_timeout_s),
+        **kwargs,
     )
 
 
@@ -87,19 +133,74 @@ def queue_client(settings: Settings, name: str) -> ArqRedis:
 
 
 def blocking_reader(settings: Settings, name: str, *, block_s: float) -> Redis:
-    """A dedicated connection for one blocking read loop (`XREAD BLOCK`).
+    """A dedicated connection for one blocking read loop (`XREAD BLOCK`) on the streams Redis.
 
     The reply is due within the block time, plus the ordinary margin: past that
     the read fails, the connection is dropped, and the loop reads again from its
-    cursor on a fresh one.
+    cursor on a fresh one. (Not for a cluster: see api/streaming/sharded.py.)
     """
+    kwargs = _connection_kwargs(settings, name, block_s + settings.redis_timeout_s)
+    if settings.redis_sentinels and not settings.streams_redis_url:
+        pool = _bounded_pool(settings, name, decode=True, max_connections=4)
+        pool.connection_kwargs.update(kwargs)
+        return Redis(connection_pool=pool, single_connection_client=True)
     reader: Redis = Redis.from_url(
-        settings.redis_url,
+        settings.streams_redis_url or settings.redis_url,
         decode_responses=True,
         single_connection_client=True,
-        **_connection_kwargs(settings, name, block_s + settings.redis_timeout_s),
+        **kwargs,
     )
     return reader
+
+
+StreamsClient = Redis | RedisCluster
+"""The streams role: one Redis, or a Redis Cluster (both speak the commands the store uses)."""
+
+
+def cluster_nodes(url: str) -> list[ClusterNode]:
+    """The seed nodes of `redis+cluster://HOST:PORT[,HOST:PORT…]/0`."""
+    rest = url.split("://", 1)[1]
+    hosts = rest.split("/", 1)[0].rpartition("@")[2]
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))
+    return nodes
+
+
+def streams_client(
+    settings: Settings, name: str, control: Redis, *, max_connections: int | None = None
+) -> StreamsClient:
+    """The client for generations' keys: `control` itself when `streams_redis_url` is unset.
+
+    A cluster client bounds each node's pool at `max_connections`, follows MOVED
+    and ASK, and after a connection error or timeout refreshes the slot map and
+    may send the command again: every write of the store is therefore idempotent.
+    """
+    if not settings.streams_redis_url:
+        return control
+    kwargs = _connection_kwargs(settings, name, settings.redis_timeout_s)
+    if settings.streams_on_cluster:
+        userinfo = settings.streams_redis_url.split("://", 1)[1].split("/", 1)[0]
+        username, _, password = userinfo.rpartition("@")[0].partition(":")
+        cluster: RedisCluster = RedisCluster(
+            startup_nodes=cluster_nodes(settings.streams_redis_url),
+            decode_responses=True,
+            max_connections=max_connections or settings.redis_max_connections,
+            username=username or None,
+            password=password or None,
+            **kwargs,
+        )
+        return cluster
+    pool = BlockingConnectionPool.from_url(
+        settings.streams_redis_url,
+        max_connections=max_connections or settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
+        decode_responses=True,
+        **kwargs,
+    )
+    client: Redis = Redis.from_pool(pool)
+    return client
 
 
 async def live_messages(pubsub: PubSub, *, reply_timeout_s: float) -> AsyncIterator[Any]:

@@ -4,6 +4,15 @@ Writes that must not race are Lua scripts, so the guard and the write are one
 atomic step: a worker's append checks its lease token in the same round trip as
 the XADD (fencing), a cancel and a worker's start cannot interleave, and exactly
 one terminal event ends every generation.
+
+Two clients, two roles (services/redis_connections.py): a generation's keys live
+on the streams client, which may be a Redis Cluster, and the global keys (the
+listing and running indexes, the cancel channel, the hubs' wake streams) on the
+control client. Every script and transaction touches one generation's keys only
+(one hash tag, one slot); nothing writes a generation's key and a global key
+together. On a Cluster each script that appends also SPUBLISHes the new entries,
+with the id before them, to the generation's sharded channel (keys.live), for the
+hub's sharded reader; on one Redis it does not, and costs nothing more.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.commands.core import AsyncScript
 
 from services import keys
 from services.events import ErrorEvent, StoredEvent, Usage, encode_data, stored_event_from_entry
@@ -29,16 +39,31 @@ from services.generation import (
     GenerationSummary,
     ToolCall,
 )
+from services.redis_connections import StreamsClient
 
 # Shared Lua: appending one event keeps the status record's cursor fields in step,
-# and finishing sets the terminal status and the retention TTL on every key.
+# and finishing sets the terminal status and the retention TTL on every key. With a
+# fifth key (the live channel, Cluster only) the entries a script appended are
+# announced once at its end: [previous last id, id, type, data, id, type, data, ...].
 _PRELUDE = """
-local meta, events, text, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, events, text, lease, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local announced = nil
 local function xadd(kind, data)
+  if channel and not announced then
+    announced = {redis.call('HGET', meta, 'last_event_id') or '0-0'}
+  end
   local id = redis.call('XADD', events, '*', 'type', kind, 'data', data)
   redis.call('HSET', meta, 'last_event_id', id)
   redis.call('HSETNX', meta, 'first_event_id', id)
+  if announced then
+    table.insert(announced, id)
+    table.insert(announced, kind)
+    table.insert(announced, data)
+  end
   return id
+end
+local function announce()
+  if announced then redis.call('SPUBLISH', channel, cjson.encode(announced)) end
 end
 local function finish(status, now, retention_ms, finish_reason, usage, err)
   redis.call('HSET', meta, 'status', status, 'finished_at', now)
@@ -59,10 +84,41 @@ local function is_finished(status)
 end
 """
 
+
+def _writer(body: str) -> str:
+    """A script that may append events: its body runs as a function, then announces them."""
+    return (
+        f"{_PRELUDE}local function main()\n{body}\nend\n"
+        "local result = main()\nannounce()\nreturn result\n"
+    )
+
+
+# ARGV: retention_ms, tombstone_px (0 = none), tombstone value, then the status record's
+#       field/value pairs
+_CREATE = """
+local meta, tombstone = KEYS[1], KEYS[2]
+redis.call('HSET', meta, unpack(ARGV, 4))
+redis.call('PEXPIRE', meta, ARGV[1])
+if ARGV[2] ~= '0' then redis.call('SET', tombstone, ARGV[3], 'PX', ARGV[2]) end
+return 1
+"""
+
+# Consistent reads of one generation in one step (a Cluster client runs no MULTI).
+_READ_STATUS = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or ''}
+"""
+
+_READ_BOUNDS = """
+local marks = redis.call('HMGET', KEYS[1], 'first_event_id', 'last_event_id')
+local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local first_retained = false
+if head[1] then first_retained = head[1][1] end
+return {marks[1], marks[2], first_retained}
+"""
+
 # ARGV: gen_id, token, lease_ms, now, retention_ms, reset_reason
-_BEGIN_ATTEMPT = (
-    _PRELUDE
-    + """
+_BEGIN_ATTEMPT = _writer(
+    """
 local gen_id, token, lease_ms, now, retention_ms, reason =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local status = redis.call('HGET', meta, 'status')
@@ -90,9 +146,8 @@ return {'ok', tostring(attempt), redis.call('HGET', meta, 'request')}
 )
 
 # ARGV: gen_id, token, reason  -> a new visible attempt after output was published
-_RESTART_ATTEMPT = (
-    _PRELUDE
-    + """
+_RESTART_ATTEMPT = _writer(
+    """
 local gen_id, token, reason = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('GET', lease) ~= token then return {'fenced'} end
 if redis.call('HGET', meta, 'cancel_requested') == '1' then return {'cancelled'} end
@@ -107,18 +162,21 @@ return {'ok', tostring(attempt)}
 )
 
 # ARGV: token, now, retention_ms, max_events, text_append, tool_calls_json,
-#       terminal_status, finish_reason, usage_json, error_json, then (type, data) pairs
-_PUBLISH = (
-    _PRELUDE
-    + """
+#       terminal_status, finish_reason, usage_json, error_json, batch_id, then (type, data)
+#       pairs. The batch id ("token:seq", or '') makes a resent batch (a Cluster client
+#       retries a command whose reply was lost) a no-op instead of duplicated text.
+_PUBLISH = _writer(
+    """
 local token, now, retention_ms, max_events = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local text_append, tool_calls, terminal = ARGV[5], ARGV[6], ARGV[7]
+local text_append, tool_calls, terminal, batch = ARGV[5], ARGV[6], ARGV[7], ARGV[11]
+if batch ~= '' and redis.call('HGET', meta, 'last_batch') == batch then return 'ok' end
 if redis.call('GET', lease) ~= token then return 'fenced' end
 if terminal ~= 'cancelled' and redis.call('HGET', meta, 'cancel_requested') == '1' then
   return 'cancelled'
 end
 if terminal == '' and redis.call('XLEN', events) >= max_events then return 'too_large' end
-for i = 11, #ARGV, 2 do xadd(ARGV[i], ARGV[i + 1]) end
+for i = 12, #ARGV, 2 do xadd(ARGV[i], ARGV[i + 1]) end
+if batch ~= '' then redis.call('HSET', meta, 'last_batch', batch) end
 if text_append ~= '' then
   redis.call('APPEND', text, text_append)
   redis.call('HSET', meta, 'has_output', '1')
@@ -137,9 +195,8 @@ return 1
 """
 
 # ARGV: now, retention_ms
-_CANCEL = (
-    _PRELUDE
-    + """
+_CANCEL = _writer(
+    """
 local now, retention_ms = ARGV[1], ARGV[2]
 local status = redis.call('HGET', meta, 'status')
 if not status then return 'missing' end
@@ -155,9 +212,8 @@ return 'requested'
 )
 
 # ARGV: now, retention_ms, error_data_json, error_info_json
-_FAIL_QUEUED = (
-    _PRELUDE
-    + """
+_FAIL_QUEUED = _writer(
+    """
 local status = redis.call('HGET', meta, 'status')
 if status ~= 'queued' then return 0 end
 xadd('error', ARGV[3])
@@ -168,9 +224,8 @@ return 1
 
 # The reaper's decision for a generation of the running index, made where the lease lives.
 # ARGV: now, retention_ms, max_takeovers, force_new, error_data_json, error_info_json
-_TAKE_OVER = (
-    _PRELUDE
-    + """
+_TAKE_OVER = _writer(
+    """
 local now, retention_ms = ARGV[1], ARGV[2]
 local max_takeovers, force_new = tonumber(ARGV[3]), ARGV[4] == '1'
 local status = redis.call('HGET', meta, 'status')
@@ -251,6 +306,8 @@ class EventBatch:
     finish_reason: str = ""
     usage_json: str = ""
     error_json: str = ""
+    batch_id: str = ""
+    """Unique per batch of an attempt (the publisher's "token:seq"): a resend is a no-op."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,23 +318,46 @@ class StreamBounds:
 
 
 class GenerationStore:
-    """Reads and writes of generations on one Redis connection pool (decoded strings)."""
+    """Reads and writes of generations (decoded strings).
+
+    `redis` holds generations (the streams role: one Redis or a `RedisCluster`);
+    `control` the global keys, `redis` itself when not given. `announce` makes
+    every appending script SPUBLISH its entries (a Cluster's hub needs it).
+    """
 
     def __init__(
-        self, redis: Redis, *, retention_s: int, max_stream_events: int, tombstone_s: int = 0
+        self,
+        redis: StreamsClient,
+        *,
+        retention_s: int,
+        max_stream_events: int,
+        tombstone_s: int = 0,
+        control: Redis | None = None,
+        announce: bool = False,
     ) -> None:
         self.redis = redis
+        self.control: Redis = control if control is not None else redis  # type: ignore[assignment]  # one client holds both roles only when it is a plain Redis
+        self.announce = announce
         self.retention_ms = retention_s * 1000
         self.max_stream_events = max_stream_events
-        self._begin = redis.register_script(_BEGIN_ATTEMPT)
-        self._restart = redis.register_script(_RESTART_ATTEMPT)
-        self._publish = redis.register_script(_PUBLISH)
-        self._renew = redis.register_script(_RENEW_LEASE)
-        self._cancel = redis.register_script(_CANCEL)
-        self._fail_queued = redis.register_script(_FAIL_QUEUED)
-        self._take_over = redis.register_script(_TAKE_OVER)
-        self._release = redis.register_script(_RELEASE_LEASE)
+        self._begin = _register(redis, _BEGIN_ATTEMPT)
+        self._restart = _register(redis, _RESTART_ATTEMPT)
+        self._publish = _register(redis, _PUBLISH)
+        self._renew = _register(redis, _RENEW_LEASE)
+        self._cancel = _register(redis, _CANCEL)
+        self._fail_queued = _register(redis, _FAIL_QUEUED)
+        self._take_over = _register(redis, _TAKE_OVER)
+        self._release = _register(redis, _RELEASE_LEASE)
+        self._create = _register(redis, _CREATE)
+        self._read_status = _register(redis, _READ_STATUS)
+        self._read_bounds = _register(redis, _READ_BOUNDS)
         self.tombstone_s = tombstone_s
+
+    def _keys(self, gen_id: str) -> list[str]:
+        """The keys of the appending scripts, with the live channel when announcing."""
+        if self.announce:
+            return [*keys.all_for(gen_id), keys.live(gen_id)]
+        return list(keys.all_for(gen_id))
 
     async def create(self, gen_id: str, request: GenerationRequest, created_at: float) -> None:
         fields = {
@@ -290,15 +370,18 @@ class GenerationStore:
         }
         if request.metadata:
             fields["metadata"] = json.dumps(request.metadata)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.meta(gen_id), mapping=fields)
-            pipe.pexpire(keys.meta(gen_id), self.retention_ms)
+        # The generation's keys in one script on its slot (a Cluster client runs no
+        # MULTI), then the listing index, a global key: never in one transaction. A
+        # crash between the two leaves a generation that listings miss, never a
+        # listing row without a generation.
+        tombstone_px = self.retention_ms + self.tombstone_s * 1000 if self.tombstone_s else 0
+        args: list[Any] = [self.retention_ms, tombstone_px, "1"]
+        for name, value in fields.items():
+            args.extend((name, value))
+        await self._create(keys=[keys.meta(gen_id), keys.tombstone(gen_id)], args=args)
+        async with self.control.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.RECENT, {gen_id: created_at})
             pipe.zremrangebyscore(keys.RECENT, "-inf", created_at - self.retention_ms / 1000)
-            if self.tombstone_s:
-                pipe.set(
-                    keys.tombstone(gen_id), "1", px=self.retention_ms + self.tombstone_s * 1000
-                )
             await pipe.execute()
 
     async def begin_attempt(
@@ -313,7 +396,7 @@ class GenerationStore:
         later, as `worker_lost`.
         """
         result = await self._begin(
-            keys=keys.all_for(gen_id),
+            keys=self._keys(gen_id),
             args=[gen_id, token, lease_ms, repr(time.time()), self.retention_ms, reason],
         )
         if result[0] != "ok":
@@ -339,7 +422,7 @@ class GenerationStore:
     async def restart_attempt(
         self, gen_id: str, token: str, reason: str
     ) -> int | Literal["fenced", "cancelled"]:
-        result = await self._restart(keys=keys.all_for(gen_id), args=[gen_id, token, reason])
+        result = await self._restart(keys=self._keys(gen_id), args=[gen_id, token, reason])
         if result[0] != "ok":
             return result[0]  # type: ignore[no-any-return]  # 'fenced' or 'cancelled'
         return int(result[1])
@@ -356,10 +439,11 @@ class GenerationStore:
             batch.finish_reason,
             batch.usage_json,
             batch.error_json,
+            batch.batch_id,
         ]
         for kind, data in batch.events:
             args.extend((kind, data))
-        outcome: PublishOutcome = await self._publish(keys=keys.all_for(gen_id), args=args)
+        outcome: PublishOutcome = await self._publish(keys=self._keys(gen_id), args=args)
         return outcome
 
     async def renew_lease(self, gen_id: str, token: str, lease_ms: int) -> bool:
@@ -367,38 +451,32 @@ class GenerationStore:
 
     async def request_cancel(self, gen_id: str) -> CancelOutcome:
         outcome: CancelOutcome = await self._cancel(
-            keys=keys.all_for(gen_id), args=[repr(time.time()), self.retention_ms]
+            keys=self._keys(gen_id), args=[repr(time.time()), self.retention_ms]
         )
         if outcome == "requested":
-            await self.redis.publish(keys.CANCEL_CHANNEL, gen_id)
+            await self.control.publish(keys.CANCEL_CHANNEL, gen_id)
         return outcome
 
     async def fail_queued(self, gen_id: str, error_type: str, message: str) -> bool:
         data = json.dumps({"type": error_type, "message": message, "retryable": True})
         info = json.dumps({"type": error_type, "message": message})
         done = await self._fail_queued(
-            keys=keys.all_for(gen_id), args=[repr(time.time()), self.retention_ms, data, info]
+            keys=self._keys(gen_id), args=[repr(time.time()), self.retention_ms, data, info]
         )
         return bool(done)
 
     async def status(self, gen_id: str) -> GenerationStatus | None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(keys.meta(gen_id))
-            pipe.get(keys.text(gen_id))
-            meta, text = await pipe.execute()
-        if not meta:
+        flat, text = await self._read_status(keys=[keys.meta(gen_id), keys.text(gen_id)])
+        if not flat:
             return None
+        meta = dict(zip(flat[::2], flat[1::2], strict=True))
         return _status_from_meta(meta, text or "")
 
     async def bounds(self, gen_id: str) -> StreamBounds:
         """The first event ever written, the first still retained, and the last."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(keys.meta(gen_id), ["first_event_id", "last_event_id"])
-            pipe.xrange(keys.events(gen_id), count=1)
-            (first, last), head = await pipe.execute()
-        first_retained = head[0][0] if head else None
+        first, last, head = await self._read_bounds(keys=[keys.meta(gen_id), keys.events(gen_id)])
         return StreamBounds(
-            first_event_id=first, first_retained_id=first_retained, last_event_id=last
+            first_event_id=first, first_retained_id=head or None, last_event_id=last
         )
 
     async def read_after(
@@ -438,13 +516,13 @@ class GenerationStore:
     @contextlib.asynccontextmanager
     async def cancel_requests(self) -> AsyncIterator[PubSub]:
         """A subscription to the cancel channel: each message names a generation."""
-        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+        async with self.control.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(keys.CANCEL_CHANNEL)
             yield pubsub
 
     async def wake_stream_reader(self, wake_key: str, ttl_s: int) -> None:
         """Append to a hub's wake stream (api/streaming/hub.py); it expires unless woken."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.control.pipeline(transaction=False) as pipe:
             pipe.xadd(wake_key, {"w": "1"}, maxlen=1)
             pipe.expire(wake_key, ttl_s)
             await pipe.execute()
@@ -496,18 +574,18 @@ class GenerationStore:
 
     async def track_running(self, gen_id: str, check_in_ms: int) -> None:
         """Index a generation a worker is about to start, before it takes the lease."""
-        await self.redis.zadd(keys.RUNNING, {gen_id: _now_ms() + check_in_ms})
+        await self.control.zadd(keys.RUNNING, {gen_id: _now_ms() + check_in_ms})
 
     async def reschedule_check(self, gen_id: str, check_in_ms: int) -> None:
         """Move an indexed generation's next check; never re-adds one already dropped."""
-        await self.redis.zadd(keys.RUNNING, {gen_id: _now_ms() + check_in_ms}, xx=True)
+        await self.control.zadd(keys.RUNNING, {gen_id: _now_ms() + check_in_ms}, xx=True)
 
     async def untrack_running(self, gen_id: str) -> None:
-        await self.redis.zrem(keys.RUNNING, gen_id)
+        await self.control.zrem(keys.RUNNING, gen_id)
 
     async def due_for_check(self, limit: int) -> list[str]:
         """Indexed generations whose lease should have been renewed by now, oldest first."""
-        ids: list[str] = await self.redis.zrangebyscore(
+        ids: list[str] = await self.control.zrangebyscore(
             keys.RUNNING, "-inf", _now_ms(), start=0, num=limit
         )
         return ids
@@ -525,7 +603,7 @@ class GenerationStore:
         data = json.dumps({"type": WORKER_LOST, "message": message, "retryable": True})
         info = json.dumps({"type": WORKER_LOST, "message": message})
         result = await self._take_over(
-            keys=keys.all_for(gen_id),
+            keys=self._keys(gen_id),
             args=[
                 repr(time.time()),
                 self.retention_ms,
@@ -562,8 +640,13 @@ class GenerationStore:
         return value if isinstance(value, str) else None
 
     async def recent_ids(self, limit: int) -> list[str]:
-        ids: list[str] = await self.redis.zrevrange(keys.RECENT, 0, limit - 1)
+        ids: list[str] = await self.control.zrevrange(keys.RECENT, 0, limit - 1)
         return ids
+
+
+def _register(client: StreamsClient, source: str) -> AsyncScript:
+    # Cluster clients register scripts the same way; redis-py types the method as Redis's.
+    return client.register_script(source)  # type: ignore[misc]  # see above
 
 
 def _now_ms() -> int:

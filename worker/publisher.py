@@ -49,6 +49,7 @@ class DeltaPublisher:
         self._store = store
         self._gen_id = gen_id
         self._token = token
+        self._batches = 0  # numbers each batch, so a resent one is recognised (store.publish)
         self._window_s = window_s
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
@@ -185,7 +186,9 @@ class DeltaPublisher:
             ordered = [self._tool_calls[i].model_dump() for i in sorted(self._tool_calls)]
             tool_calls_json = json.dumps(ordered, separators=(",", ":"))
             self._tool_calls_changed = False
+        self._batches += 1
         return EventBatch(
+            batch_id=f"{self._token}:{self._batches}",
             events=[*events, *(extra or [])],
             text_append=text_append,
             tool_calls_json=tool_calls_json,

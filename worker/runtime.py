@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from services.config import Settings
 from services.providers import close_providers
 from services.providers.base import Provider
-from services.redis_connections import command_client
+from services.redis_connections import StreamsClient, command_client, streams_client
 from services.store import GenerationStore
 from worker.cancel import CancelListener
 from worker.metrics import WorkerMetrics
@@ -24,6 +24,7 @@ from worker.reaper import Reaper
 class WorkerRuntime:
     settings: Settings
     redis: Redis
+    """The control Redis (indexes, cancel signals); the store also holds the streams client."""
     store: GenerationStore
     providers: dict[str, Provider]
     cancels: CancelListener
@@ -34,13 +35,13 @@ class WorkerRuntime:
     async def start(cls, settings: Settings, providers: dict[str, Provider]) -> WorkerRuntime:
         # Every write is bounded (services/redis_connections.py): a worker whose
         # connection goes half-open abandons the attempt instead of stalling it.
-        redis = command_client(
-            settings,
-            "tokenrelay-worker",
-            max_connections=settings.redis_max_connections + settings.worker_max_jobs,
-        )
+        pool_size = settings.redis_max_connections + settings.worker_max_jobs
+        redis = command_client(settings, "tokenrelay-worker", max_connections=pool_size)
+        streams = streams_client(settings, "tokenrelay-worker", redis, max_connections=pool_size)
         store = GenerationStore(
-            redis,
+            streams,
+            control=redis,
+            announce=settings.streams_on_cluster,
             retention_s=settings.retention_s,
             max_stream_events=settings.max_stream_events,
             tombstone_s=settings.tombstone_s,
@@ -63,4 +64,7 @@ class WorkerRuntime:
         self.metrics.close()
         await self.cancels.stop()
         await close_providers(self.providers)
+        streams: StreamsClient = self.store.redis
+        if streams is not self.redis:
+            await streams.aclose()
         await self.redis.aclose()

@@ -253,7 +253,7 @@ class StreamHub:
         await self._reader_task.stop()
         await self._sweeper.stop()
         with contextlib.suppress(RedisError, OSError):
-            await self._store.redis.delete(self._wake_key)
+            await self._store.control.delete(self._wake_key)
         await self._reader.aclose()
 
     def close_viewers(self) -> None:

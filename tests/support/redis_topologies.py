@@ -1,0 +1,275 @@
+"""Real Redis topologies for tests and benchmarks: a Redis Cluster and a Sentinel group.
+
+Both are plain `redis-server` processes on free ports, keeping their files in a
+temporary directory, started in about two seconds and stopped by PID (SIGKILL of
+one node is the point of several tests, so every node is addressable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from cli.redis_server import find_redis_server, free_port
+
+
+@dataclass
+class RedisNode:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL: the node vanishes without a goodbye, as in a machine failure."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _wait_for(check: object, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if callable(check) and check():
+                return
+        except (redis.RedisError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too, so at most 55535."""
+    while True:
+        port = random.randint(20000, 45000)
+        with contextlib.ExitStack() as held:
+            try:
+                for candidate in (port, port + 10000):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+        return port
+
+
+def _start_node(binary: str, workdir: Path, *args: str) -> RedisNode:
+    port = _cluster_port() if "--cluster-enabled" in args else free_port()
+    nodedir = workdir / str(port)
+    nodedir.mkdir()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(nodedir),
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    node = RedisNode(port, process)
+    _wait_for(lambda: node.client().ping(), f"redis-server on {port}")
+    return node
+
+
+@dataclass
+class RedisCluster:
+    """A running cluster: `masters` + one replica each."""
+
+    nodes: list[RedisNode] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """The `TOKENRELAY_STREAMS_REDIS_URL` of this cluster (every node is a seed)."""
+        return "redis+cluster://" + ",".join(n.address for n in self.nodes) + "/0"
+
+    def alive(self) -> list[RedisNode]:
+        return [n for n in self.nodes if n.process.poll() is None]
+
+    def masters(self) -> list[RedisNode]:
+        return [n for n in self.alive() if n.client().execute_command("ROLE")[0] == "master"]
+
+    def master_of(self, key: str) -> RedisNode:
+        """The node that currently serves `key`'s slot."""
+        probe = self.alive()[0].client()
+        slot = int(probe.execute_command("CLUSTER", "KEYSLOT", key))
+        for start, end, master, *_ in probe.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                port = int(master[1])
+                return next(n for n in self.nodes if n.port == port)
+        raise LookupError(slot)
+
+    def wait_healthy(self, masters: int, timeout_s: float = 30.0) -> None:
+        """Every live node says the cluster is ok and sees `masters` masters."""
+
+        def healthy() -> bool:
+            for node in self.alive():
+                info = node.client().execute_command("CLUSTER", "INFO")
+                text = info if isinstance(info, str) else str(info)
+                if "cluster_state:ok" not in text:
+                    return False
+            return len(self.masters()) == masters
+
+        _wait_for(healthy, "a healthy cluster", timeout_s)
+
+
+@contextlib.contextmanager
+def redis_cluster(
+    masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000
+) -> Iterator[RedisCluster]:
+    """A Redis Cluster of `masters` masters with `replicas` replicas each; stopped on exit.
+
+    AOF on (`appendfsync everysec`), `noeviction`, a short node timeout so that a
+    replica takes over a killed master within about two to three seconds, and
+    `cluster-replica-validity-factor 0` so a replica is never refused for being stale.
+    """
+    binary = find_redis_server()
+    assert binary is not None, "these tests need redis-server on the PATH"
+    cluster = RedisCluster()
+    with tempfile.TemporaryDirectory(prefix="tokenrelay-cluster-") as workdir:
+        try:
+            for _ in range(masters * (1 + replicas)):
+                cluster.nodes.append(
+                    _start_node(
+                        binary,
+                        Path(workdir),
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        str(node_timeout_ms),
+                        "--cluster-replica-validity-factor",
+                        "0",
+                        "--appendonly",
+                        "yes",
+                    )
+                )
+            subprocess.run(
+                [
+                    "redis-cli",
+                    "--cluster",
+                    "create",
+                    *(n.address for n in cluster.nodes),
+                    "--cluster-replicas",
+                    str(replicas),
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            cluster.wait_healthy(masters)
+            yield cluster
+        finally:
+            for node in cluster.nodes:
+                node.stop()
+
+
+@dataclass
+class SentinelGroup:
+    """A master, its replica and three Sentinels watching them under `name`."""
+
+    name: str
+    master: RedisNode
+    replica: RedisNode
+    sentinels: list[RedisNode]
+
+    @property
+    def addresses(self) -> str:
+        """The `TOKENRELAY_REDIS_SENTINELS` of this group."""
+        return ",".join(s.address for s in self.sentinels)
+
+    def current_master_port(self) -> int:
+        for sentinel in self.sentinels:
+            if sentinel.process.poll() is None:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    _host, port = sentinel.client().execute_command(
+                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name
+                    )
+                    return int(port)
+        raise LookupError("no Sentinel answers")
+
+
+@contextlib.contextmanager
+def sentinel_group(name: str = "tokenrelay") -> Iterator[SentinelGroup]:
+    """A master + replica under three Sentinels (quorum 2, 1 s down-after); stopped on exit."""
+    binary = find_redis_server()
+    assert binary is not None, "these tests need redis-server on the PATH"
+    started: list[RedisNode] = []
+    with tempfile.TemporaryDirectory(prefix="tokenrelay-sentinel-") as workdir:
+        try:
+            master = _start_node(binary, Path(workdir), "--appendonly", "yes")
+            started.append(master)
+            replica = _start_node(
+                binary, Path(workdir), "--appendonly", "yes", "--replicaof", "127.0.0.1",
+                str(master.port),
+            )  # fmt: skip
+            started.append(replica)
+            sentinels = []
+            for _ in range(3):
+                port = free_port()
+                conf = Path(workdir) / f"sentinel-{port}.conf"
+                conf.write_text(
+                    f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+                    f"sentinel monitor {name} 127.0.0.1 {master.port} 2\n"
+                    f"sentinel down-after-milliseconds {name} 1000\n"
+                    f"sentinel failover-timeout {name} 3000\n"
+                    f"sentinel parallel-syncs {name} 1\n"
+                )
+                process = subprocess.Popen(
+                    [binary, str(conf), "--sentinel"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                sentinel = RedisNode(port, process)
+                started.append(sentinel)
+                _wait_for(lambda s=sentinel: s.client().ping(), f"sentinel on {port}")  # type: ignore[misc]  # default arg binds the loop variable
+                sentinels.append(sentinel)
+            group = SentinelGroup(name, master, replica, sentinels)
+
+            def replica_seen() -> bool:
+                for s in sentinels:
+                    reply = s.client().execute_command("SENTINEL", "MASTER", name)
+                    fields = dict(zip(reply[::2], reply[1::2], strict=True))
+                    if int(fields["num-slaves"]) < 1:
+                        return False
+                return True
+
+            _wait_for(replica_seen, "Sentinels to see the replica")
+            yield group
+        finally:
+            for node in reversed(started):
+                node.stop()
