@@ -19,6 +19,7 @@ from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.routes import (
+    admin,
     anthropic_door,
     events,
     generations,
@@ -27,6 +28,7 @@ from api.routes import (
     metrics,
     models,
     openai_door,
+    responses,
     web,
 )
 from api.state import AppState
@@ -34,16 +36,17 @@ from services.config import Settings
 
 log = logging.getLogger(__name__)
 
-DOORS = (openai_door.router, anthropic_door.router)
+DOORS = (openai_door.router, anthropic_door.router, responses.router, models.door_router)
 """The front doors' routers: their errors are written in their own APIs' shapes."""
 
 
 def create_app(settings: Settings) -> FastAPI:
     api_metrics = ApiMetrics()
+    api_metrics.tenants.max_labels = settings.metrics_max_tenants
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.accepted_api_keys:
+        if not settings.auth_enabled:
             log.warning("TOKENRELAY_API_KEYS is unset: the API accepts every request (dev only)")
         state = await AppState.open(settings, api_metrics)
         app.state.tokenrelay = state
@@ -60,6 +63,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Resumable, shareable LLM token streams over SSE, backed by Redis Streams.",
         version="0.1.0",
         lifespan=lifespan,
+        # The document describes the public API and holds no secret; operators who
+        # would rather not publish it turn it off (README, "Security").
+        openapi_url="/openapi.json" if settings.public_docs else None,
     )
     install_error_handlers(app)
     for router in (
@@ -71,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     app.include_router(listing.router)
+    app.include_router(admin.router)
     app.include_router(web.router)
     for door in DOORS:
         app.include_router(door)
@@ -81,5 +88,10 @@ def create_app(settings: Settings) -> FastAPI:
         for route in door.routes
         if isinstance(route, APIRoute) and hasattr(route, "error_shape")
     }
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, shapes=shapes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        shapes=shapes,
+        idle_timeout_s=settings.header_timeout_s,
+    )
     return app

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from services import keys
 from tests.api.test_stream_basics import create, expected_story
 from tests.conftest import Stack, running_stack
 from tests.support.processes import stack_env
@@ -286,3 +290,31 @@ async def test_a_stream_longer_than_the_header_timeout_is_not_cut(bounded: Stack
     assert reading.closed_by_server
     assert reading.events[-1].event == "done"
     assert assemble_text(reading.events) == expected_story("tell me a story", tokens)
+
+
+@pytest.mark.parametrize(
+    ("path", "error_of"),
+    [
+        ("/v1/generations", lambda body: body["error"]),
+        ("/v1/chat/completions", lambda body: body["error"]),
+        ("/v1/messages", lambda body: body["error"] if body.get("type") == "error" else {}),
+    ],
+)
+async def test_a_body_that_stops_arriving_is_answered_408(
+    bounded: Stack, redis_client: redis.Redis, path: str, error_of: Any
+) -> None:
+    """Headers complete, then half a body and silence: the request is answered 408
+    (in the route's own error shape) after the timeout, and nothing is queued."""
+    queued_before = redis_client.zcard(keys.RECENT)
+    raw = await Raw.connect(bounded)
+    body = json.dumps({"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]})
+    await raw.send(
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: test\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body.encode()[:15]
+    )
+    status, _, answer = await raw.response()
+    raw.close()
+    assert status == 408
+    assert "stalled" in error_of(json.loads(answer))["message"]
+    assert redis_client.zcard(keys.RECENT) == queued_before
