@@ -154,7 +154,7 @@ def test_anthropic_sdk_assembles_text_and_usage() -> None:
     message = anthropic_message_of(wire("anthropic", "text"))
     assert message.id == "msg_0123456789abcdef0123456789abcdef"
     assert [block.type for block in message.content] == ["text"]
-    assert message.content[0].text == "Hello, wörld — “quoted”"  # type: ignore[union-attr]
+    assert message.content[0].text == "Hello, wörld — “quoted”"  # type: ignore[union-attr]  # a content block union; the case puts this kind here
     assert message.stop_reason == "end_turn"
     assert (message.usage.input_tokens, message.usage.output_tokens) == (12, 5)
 
@@ -188,7 +188,7 @@ def test_a_resumed_anthropic_connection_parses_alone_with_the_open_tool_input_wh
     message = anthropic_message_of(wire("anthropic", "resumed_in_tool_call"))
     assert [block.type for block in message.content] == ["text", "tool_use"]
     assert message.content[0].text == ""  # type: ignore[union-attr]  # re-announced, not repeated
-    assert message.content[1].input == {"city": "Paris"}  # type: ignore[union-attr]
+    assert message.content[1].input == {"city": "Paris"}  # type: ignore[union-attr]  # a content block union; the case puts this kind here
 
 
 def test_a_reset_before_any_output_is_invisible_to_both_sdks() -> None:
@@ -199,7 +199,7 @@ def test_a_reset_before_any_output_is_invisible_to_both_sdks() -> None:
     )
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     message = anthropic_message_of(wire("anthropic", "reset_before_output"))
-    assert message.content[0].text == "Fresh answer."  # type: ignore[union-attr]
+    assert message.content[0].text == "Fresh answer."  # type: ignore[union-attr]  # a content block union; the case puts this kind here
     assert message.stop_reason == "max_tokens"
 
 
@@ -278,7 +278,7 @@ def test_after_a_reset_the_writer_closes_and_the_resume_is_a_fresh_answer(format
     if format_name == "openai":
         assert openai_completion(body).choices[0].message.content == "Once upon a time."
     else:
-        assert anthropic_message_of(body).content[0].text == "Once upon a time."  # type: ignore[union-attr]
+        assert anthropic_message_of(body).content[0].text == "Once upon a time."  # type: ignore[union-attr]  # a content block union; the case puts this kind here
 
 
 def text_of(format_name: str, body: bytes) -> str:
@@ -383,7 +383,7 @@ def test_non_streaming_answers_parse_as_the_sdks_types() -> None:
     ]
     message = anthropic.types.Message.model_validate(anthropic_message(transcript, GEN_ID, MODEL))
     assert [block.type for block in message.content] == ["text", "tool_use", "tool_use"]
-    assert message.content[1].input == {"city": "Paris"}  # type: ignore[union-attr]
+    assert message.content[1].input == {"city": "Paris"}  # type: ignore[union-attr]  # a content block union; the case puts this kind here
 
 
 def test_anthropic_input_that_is_not_a_json_object_is_kept_not_dropped() -> None:
