@@ -20,7 +20,7 @@
 // The tokenrelay web pages use this same module (the API serves clients/js/src
 // under /static/js/tokenrelay/): one implementation of the loop, not two.
 
-import { compareEventIds, createSseParser } from "./sse.js";
+import { createSseParser, eventIdKey } from "./sse.js";
 import { APIConnectionError, AuthenticationError, RateLimitError, errorFromResponse } from "./errors.js";
 
 const TERMINAL = new Set(["done", "error", "cancelled"]);
@@ -67,6 +67,7 @@ export class ResumableEventStream {
     this.stopped = new AbortController();
     this.wake = null;
     this._resynced = false;
+    this._lastKey = this.lastEventId ? eventIdKey(this.lastEventId) : null;
     this._onWake = () => this.wake?.();
     if (options.signal) {
       if (options.signal.aborted) this.stopped.abort();
@@ -221,11 +222,16 @@ export class ResumableEventStream {
 
   /** Hands one event on; false for one already seen. */
   _deliver(raw) {
-    if (raw.id && this.lastEventId) {
-      const order = compareEventIds(raw.id, this.lastEventId);
-      // A finished generation's `resync` carries the id of its terminal event,
-      // which the server sends next: that one repeat is expected.
-      if (order < 0 || (order === 0 && !this._resynced)) return false;
+    if (raw.id) {
+      const key = eventIdKey(raw.id);
+      const last = this._lastKey;
+      if (key && last) {
+        const order = key[0] - last[0] || key[1] - last[1];
+        // A finished generation's `resync` carries the id of its terminal event,
+        // which the server sends next: that one repeat is expected.
+        if (order < 0 || (order === 0 && !this._resynced)) return false;
+      }
+      this._lastKey = key;
     }
     this._resynced = raw.type === "resync";
     let data = null;

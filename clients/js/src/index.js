@@ -2,7 +2,7 @@
 export { TokenRelay } from "./client.js";
 export { GenerationStream } from "./stream.js";
 export { ResumableEventStream } from "./events.js";
-export { compareEventIds, createSseParser } from "./sse.js";
+export { compareEventIds, createSseParser, eventIdKey } from "./sse.js";
 export {
   APIConnectionError,
   APIError,

@@ -73,12 +73,18 @@ export function createSseParser({ onEvent, onRetry, lastEventId = "" }) {
   return parser;
 }
 
-/** Orders native event ids ("<ms>-<seq>", Redis stream ids); other ids as strings. */
+/** A native id ("<ms>-<seq>", a Redis stream id) as two numbers, or null for another kind. */
+export function eventIdKey(id) {
+  const dash = id.indexOf("-");
+  const ms = Number(dash === -1 ? id : id.slice(0, dash));
+  const seq = dash === -1 ? 0 : Number(id.slice(dash + 1));
+  return Number.isSafeInteger(ms) && Number.isSafeInteger(seq) && ms >= 0 && seq >= 0 ? [ms, seq] : null;
+}
+
+/** Orders native event ids numerically; other ids as strings. */
 export function compareEventIds(a, b) {
-  const [am, as = "0"] = String(a).split("-");
-  const [bm, bs = "0"] = String(b).split("-");
-  const digits = /^[0-9]+$/;
-  if (![am, as, bm, bs].every((part) => digits.test(part))) return a < b ? -1 : a > b ? 1 : 0;
-  const byMs = Number(am) - Number(bm);
-  return byMs !== 0 ? Math.sign(byMs) : Math.sign(Number(as) - Number(bs));
+  const ka = eventIdKey(String(a));
+  const kb = eventIdKey(String(b));
+  if (ka === null || kb === null) return a < b ? -1 : a > b ? 1 : 0;
+  return Math.sign(ka[0] - kb[0] || ka[1] - kb[1]);
 }

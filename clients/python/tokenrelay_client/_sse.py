@@ -76,36 +76,31 @@ class SseParser:
         if self._pending:
             lines[0] = self._pending + lines[0]
         self._pending = lines.pop()
+        # The hot path of every client: fields handled inline, the buffers in
+        # locals, written back once per chunk.
         out: list[SseMessage] = []
+        data, event, event_id = self._data, self._event, self._id
         for line in lines:
-            if not line:
-                message = self._dispatch()
-                if message is not None:
-                    out.append(message)
-            elif line[0] != ":":
-                self._field(line)
+            if not line:  # dispatch
+                self.last_event_id = event_id
+                if data:
+                    out.append(SseMessage(event or "message", "\n".join(data), event_id))
+                    data = []
+                event = ""
+                continue
+            if line[0] == ":":  # a comment
+                continue
+            name, colon, value = line.partition(":")
+            if colon and value[:1] == " ":
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+            elif name == "id":
+                if "\0" not in value:
+                    event_id = value
+            elif name == "retry" and value.isascii() and value.isdigit():
+                self.retry_ms = int(value)
+        self._data, self._event, self._id = data, event, event_id
         return out
-
-    def _field(self, line: str) -> None:
-        name, colon, value = line.partition(":")
-        if colon and value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id":
-            if "\0" not in value:
-                self._id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            self.retry_ms = int(value)
-
-    def _dispatch(self) -> SseMessage | None:
-        self.last_event_id = self._id
-        if not self._data:
-            self._event = ""
-            return None
-        message = SseMessage(self._event or "message", "\n".join(self._data), self._id)
-        self._data = []
-        self._event = ""
-        return message

@@ -99,10 +99,12 @@ class ReconnectPolicy:
 
 
 def _id_key(event_id: str) -> tuple[int, int] | None:
+    """A native id ("<ms>-<seq>", a Redis stream id) as numbers; None for another kind."""
     ms, _, seq = event_id.partition("-")
-    if not ms.isdigit() or (seq and not seq.isdigit()):
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
         return None
-    return int(ms), int(seq or 0)
 
 
 class _Fold:
@@ -120,6 +122,7 @@ class _Fold:
         self.error: ErrorInfo | None = None
         self.finished = False
         self.last_seen = ""
+        self._last_key: tuple[int, int] | None = None
         self._resynced = False
 
     @property
@@ -135,11 +138,19 @@ class _Fold:
 
     def accept(self, message: SseMessage) -> StreamEvent | None:
         """The typed event for `message`, applied; None for one already seen."""
-        if message.id and self.last_seen and self._seen(message.id):
-            return None
-        self._resynced = message.event == "resync"
         if message.id:
-            self.last_seen = message.id
+            key = _id_key(message.id)
+            last = self._last_key
+            # A finished generation's `resync` carries the id of its terminal event,
+            # which the server sends next: that one repeat is expected.
+            if (
+                key is not None
+                and last is not None
+                and (key < last or (key == last and not self._resynced))
+            ):
+                return None
+            self.last_seen, self._last_key = message.id, key
+        self._resynced = message.event == "resync"
         try:
             data: Any = json.loads(message.data)
         except ValueError:
@@ -147,14 +158,6 @@ class _Fold:
         if not isinstance(data, dict):
             return UnknownEvent(message.id, message.event, data)
         return self._apply(message.event, message.id, data)
-
-    def _seen(self, event_id: str) -> bool:
-        new, old = _id_key(event_id), _id_key(self.last_seen)
-        if new is None or old is None:
-            return False
-        # A finished generation's `resync` carries the id of its terminal event,
-        # which the server sends next: that one repeat is expected.
-        return new < old or (new == old and not self._resynced)
 
     def _apply(self, kind: str, event_id: str, data: dict[str, Any]) -> StreamEvent:
         if kind == "delta":

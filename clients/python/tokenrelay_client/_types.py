@@ -1,6 +1,7 @@
 """The events of a generation stream and the API's answers, as typed values.
 
-Each event is a frozen dataclass with a `Literal` `type`, so a `match` or an
+Each event is a dataclass (with slots; not frozen, which would double the cost
+of making one, the client's hot path) with a `Literal` `type`, so a `match` or an
 `if ev.type == "delta"` narrows it for a type checker, as in the anthropic SDK.
 Every event keeps the `id` the server gave it (the cursor to resume after it).
 Answers keep the JSON they were built from in `raw`, so a field the server adds
@@ -164,7 +165,7 @@ class ViewerToken:
     events_url: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartEvent:
     id: str
     generation_id: str
@@ -173,7 +174,7 @@ class StartEvent:
     type: Literal["start"] = "start"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeltaEvent:
     """Text to append (`text`), or a fragment of a tool call (`tool_call`)."""
 
@@ -183,7 +184,7 @@ class DeltaEvent:
     type: Literal["delta"] = "delta"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResetEvent:
     """The text streamed so far is void; attempt `attempt` starts from empty."""
 
@@ -193,7 +194,7 @@ class ResetEvent:
     type: Literal["reset"] = "reset"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DoneEvent:
     id: str
     finish_reason: str
@@ -201,7 +202,7 @@ class DoneEvent:
     type: Literal["done"] = "done"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ErrorEvent:
     """The generation failed (terminal). `error_type` is the server's error type."""
 
@@ -212,13 +213,13 @@ class ErrorEvent:
     type: Literal["error"] = "error"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelledEvent:
     id: str
     type: Literal["cancelled"] = "cancelled"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResyncEvent:
     """Part of the stream had expired: `generation` is the full state; go on from it."""
 
@@ -227,7 +228,7 @@ class ResyncEvent:
     type: Literal["resync"] = "resync"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UnknownEvent:
     """An event type this client does not know (a newer server): passed on untouched."""
 

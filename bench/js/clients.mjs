@@ -1,0 +1,52 @@
+// bench/clients.py's JavaScript side: events/s that one tokenrelay client and one
+// `eventsource` (the npm package, the EventSource of Node) parse from one stream.
+//   node bench/js/clients.mjs URL EVENTS RUNS  ->  one JSON line: {name: best events/s}
+import { EventSource } from "eventsource";
+import { TokenRelay } from "../../clients/js/src/index.js";
+
+const [url, events, runs] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4] || 3)];
+const base = new URL(url);
+
+async function tokenrelayClient() {
+  const tr = new TokenRelay({ baseUrl: base.origin });
+  const id = base.pathname.split("/")[3];
+  const s = tr.stream(id);
+  let n = 0;
+  for await (const ev of s) n += ev.type === "delta" ? 1 : 0;
+  if (s.text.length === 0) throw new Error("no text");
+  return n;
+}
+
+function eventsourcePackage() {
+  return new Promise((resolve, reject) => {
+    const source = new EventSource(url);
+    let n = 0;
+    let text = "";
+    source.addEventListener("delta", (ev) => {
+      text += JSON.parse(ev.data).text; // what a user does with it, as the client does
+      n += 1;
+    });
+    source.addEventListener("done", () => {
+      source.close();
+      resolve(n);
+    });
+    source.onerror = (error) => {
+      source.close();
+      reject(error);
+    };
+  });
+}
+
+const results = {};
+for (const [name, run] of [["tokenrelay-client (JS)", tokenrelayClient], ["eventsource 3 (npm)", eventsourcePackage]]) {
+  let best = 0;
+  for (let i = 0; i < runs; i++) {
+    const started = performance.now();
+    const n = await run();
+    const seconds = (performance.now() - started) / 1000;
+    if (n !== events) throw new Error(`${name}: ${n} events, expected ${events}`);
+    best = Math.max(best, n / seconds);
+  }
+  results[name] = best;
+}
+console.log(JSON.stringify(results));
