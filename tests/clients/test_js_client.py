@@ -32,9 +32,10 @@ def test_the_node_test_suite_passes() -> None:
 class NodeFollower:
     """`node test/support/follow.mjs URL ID`: one JSON line per event, then the outcome."""
 
-    def __init__(self, base_url: str, gen_id: str) -> None:
+    def __init__(self, base_url: str, gen_id: str, api_key: str = "") -> None:
+        script = str(JS_CLIENT / "test/support/follow.mjs")
         self.process = subprocess.Popen(
-            [node_binary(), str(JS_CLIENT / "test/support/follow.mjs"), base_url, gen_id],
+            [node_binary(), script, base_url, gen_id, *([api_key] if api_key else [])],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -90,3 +91,16 @@ def test_node_client_sees_a_takeover_reset_and_ends_with_the_new_attempt(
     assert reset["length"] == 0 and reset["attempt"] == 2
     final = follower.outcome()
     assert final["text"] == expected_story(120) and final["attempt"] == 2
+
+
+def test_node_client_refusals_are_typed_and_not_retried(procs: Processes) -> None:
+    procs.env["TOKENRELAY_API_KEYS"] = "k1"
+    _, api = procs.ready(workers=1)
+    wrong_key = NodeFollower(api.base_url, "gen_x", api_key="wrong").outcome()
+    assert wrong_key["error"] == "AuthenticationError" and wrong_key["status"] == 401
+    missing = NodeFollower(api.base_url, "gen_doesnotexist", api_key="k1").outcome()
+    assert missing["error"] == "NotFoundError" and missing["type"] == "not_found_error"
+    for outcome in (wrong_key, missing):
+        assert outcome["reconnects"] == 0
+    requests = [line for line in api.log().splitlines() if "GET /v1/generations/gen_" in line]
+    assert len(requests) == 2, requests  # one each: no retry storm

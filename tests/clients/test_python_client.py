@@ -21,6 +21,7 @@ from tokenrelay_client import (
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitError,
     ReconnectPolicy,
     StreamEvent,
     TokenRelay,
@@ -119,6 +120,25 @@ def test_wrong_key_is_401_once_with_no_retry(procs: Processes) -> None:
     with TokenRelay(base_url=api.base_url, api_key="k1") as tr:
         created = tr.generations.create(model="demo/echo", messages=MESSAGES)
         assert tr.generations.stream(created.id).until_done().status == "completed"
+
+
+def test_over_the_tenant_limit_is_a_rate_limit_error_after_one_request(
+    procs: Processes,
+) -> None:
+    procs.env["TOKENRELAY_MAX_RUNNING_PER_TENANT"] = "1"
+    _, api = procs.ready(workers=1)
+    counter = RequestCounter()
+    with counted_client(api.base_url, counter) as tr:
+        running = tr.generations.create(model="demo/story", messages=MESSAGES, max_tokens=4000)
+        try:
+            tr.generations.create(model="demo/story", messages=MESSAGES)
+        except RateLimitError as limited:
+            assert limited.type == "rate_limit_error" and limited.retry_after_s is not None
+        else:
+            pytest.skip("the server has no per-tenant limit yet (a second generation was queued)")
+        finally:
+            tr.generations.cancel(running.id)
+    assert counter.requests.count("POST /v1/generations") == 2  # no retry of the 429
 
 
 def test_viewer_token_reads_but_may_do_nothing_else(stack: Stack) -> None:

@@ -1,11 +1,11 @@
 // Follows one generation with the client, as a user's Node program would, and
 // reports on stdout, one JSON line each: every event as it arrives, then the
 // outcome. The Python tests run it against real API processes and kill them.
-//   node follow.mjs BASE_URL GENERATION_ID
+//   node follow.mjs BASE_URL GENERATION_ID [API_KEY]
 import { TokenRelay } from "../../src/index.js";
 
-const [baseUrl, id] = process.argv.slice(2);
-const tr = new TokenRelay({ baseUrl, maxBackoffMs: 1000 });
+const [baseUrl, id, apiKey] = process.argv.slice(2);
+const tr = new TokenRelay({ baseUrl, apiKey, maxBackoffMs: 1000 });
 const stream = tr.stream(id);
 const ids = [];
 try {
@@ -22,6 +22,7 @@ try {
     duplicates: ids.length - new Set(ids).size,
   }));
 } catch (error) {
-  console.log(JSON.stringify({ final: true, error: error.name, status: error.status ?? null, type: error.type ?? null }));
+  const { name, status = null, type = null } = error;
+  console.log(JSON.stringify({ final: true, error: name, status, type, reconnects: stream.reconnects }));
   process.exitCode = 1;
 }
