@@ -1,15 +1,17 @@
-"""FastAPI dependencies as `Annotated` aliases: the app state and API-key auth."""
+"""FastAPI dependencies as `Annotated` aliases: the app state and the caller's identity."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 
+from api.auth import Principal, authorize, set_current
 from api.origin import check_origin
 from api.state import AppState
 from services.errors import AuthenticationFailed
+from services.viewer_tokens import looks_like_token
 
 
 def get_state(request: Request) -> AppState:
@@ -30,27 +32,42 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def require_api_key(request: Request, state: StateDep) -> None:
-    """Reject the request unless it presents an accepted key, or auth is off and it
-    does not come from another site's page (see api/origin.py)."""
-    accepted = state.settings.accepted_api_keys
-    if not accepted:
+def presented_credential(request: Request) -> str | None:
+    """A key or viewer token from the headers, else a viewer token from `?token=`
+    (EventSource and shared links cannot set headers). A key is never taken from a
+    URL, where it would end up in logs, histories and Referer headers."""
+    credential = presented_key(request)
+    if credential is not None:
+        return credential
+    token = request.query_params.get("token")
+    if token is None:
+        return None
+    if not looks_like_token(token):
+        raise AuthenticationFailed("?token= takes a viewer token, never an API key")
+    return token
+
+
+async def authenticate(request: Request, state: StateDep) -> Principal:
+    """The caller's `Principal`, checked against the scope the route needs (401/403).
+
+    With auth off, state-changing requests from another site's page are refused
+    (see api/origin.py)."""
+    credential = presented_credential(request)
+    principal = await state.auth.resolve(credential)
+    if not state.auth.enabled:
         check_origin(
             request.method,
             request.headers.get("origin"),
             request.headers.get("host"),
             state.settings.cross_origins,
         )
-        return
-    key = presented_key(request)
-    if key is None:
-        raise AuthenticationFailed(
-            "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
-        )
-    # Compare against every key so timing does not reveal which one nearly matched.
-    matches = [hmac.compare_digest(key.encode(), candidate.encode()) for candidate in accepted]
-    if not any(matches):
-        raise AuthenticationFailed("invalid API key")
+    route = request.scope.get("route")
+    path = route.path if isinstance(route, APIRoute) else request.url.path
+    authorize(principal, request.method, path)
+    set_current(principal)
+    request.state.principal = principal
+    return principal
 
 
-Authenticated = Depends(require_api_key)
+Authenticated = Depends(authenticate)
+PrincipalDep = Annotated[Principal, Depends(authenticate)]

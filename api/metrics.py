@@ -16,6 +16,10 @@ Names and what they answer:
   `tokenrelay_sse_dropped_total{reason}`, `tokenrelay_sse_rejected_total{reason}`.
 - `tokenrelay_hub_redis_commands_total{command}`: every command the hub sends,
   the figure the fan-out is meant to keep flat as viewers grow.
+- `tokenrelay_generations_created_total{tenant}`,
+  `tokenrelay_limited_total{tenant,limit}`: per tenant, for the first
+  `TOKENRELAY_METRICS_MAX_TENANTS` tenants this process sees; later ones are
+  counted as `_other`, so a deployment with many tenants cannot blow up the series.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class ApiMetrics:
             ["command"],
             registry=r,
         )
+        self.tenants = TenantCounters(r)
         self.hub_errors = Counter(
             "tokenrelay_hub_read_errors",
             "Failed or timed-out shared reads (Redis unreachable or silent); the reader retries.",
@@ -101,6 +106,42 @@ class ApiMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class TenantCounters:
+    """Per-tenant counters with a bound on how many tenants get a label of their own."""
+
+    OTHER = "_other"
+
+    def __init__(self, registry: CollectorRegistry, max_labels: int = 100) -> None:
+        self.max_labels = max_labels
+        self._seen: set[str] = set()
+        self._created = Counter(
+            "tokenrelay_generations_created",
+            "Generations queued, by tenant.",
+            ["tenant"],
+            registry=registry,
+        )
+        self._limited = Counter(
+            "tokenrelay_limited",
+            "Requests answered 429 by a limit, by tenant and limit.",
+            ["tenant", "limit"],
+            registry=registry,
+        )
+
+    def _label(self, tenant: str) -> str:
+        if tenant in self._seen:
+            return tenant
+        if len(self._seen) < self.max_labels:
+            self._seen.add(tenant)
+            return tenant
+        return self.OTHER
+
+    def created(self, tenant: str) -> None:
+        self._created.labels(self._label(tenant)).inc()
+
+    def limited(self, tenant: str, limit: str) -> None:
+        self._limited.labels(self._label(tenant), limit).inc()
 
 
 class DeliveryStats:

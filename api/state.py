@@ -11,18 +11,24 @@ import asyncio
 import os
 import secrets
 import socket
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
+from api.access import OpenStreams
+from api.auth import Authenticator
 from api.metrics import ApiMetrics
 from api.streaming.capacity import ConnectionGate
 from api.streaming.hub import HUB_BLOCK_S, StreamHub
 from api.streaming.presence import Presence
+from api.streaming.sharded import ShardedStreamHub
 from api.streaming.sse import SendWatchdog
+from services.api_keys import KeyStore
 from services.background import BackgroundLoop
 from services.config import Settings
+from services.limits import Limits
 from services.redis_checks import warn_about_redis_settings
 from services.redis_connections import (
     blocking_reader,
@@ -31,6 +37,7 @@ from services.redis_connections import (
     streams_client,
 )
 from services.store import GenerationStore
+from services.viewer_tokens import ViewerTokens, resolve_signing_key
 
 
 @dataclass
@@ -44,12 +51,25 @@ class AppState:
     """Set when the process begins shutting down: readiness fails, streams end with a retry hint."""
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     presence: Presence | None = None
+    signing_key: InitVar[bytes | None] = None
+    """The viewer-token key every replica shares (`open` resolves it); absent, a
+    key of this process alone (tests that build an AppState by hand)."""
+    auth: Authenticator = field(init=False)
+    """Keys, tenants and viewer tokens (api/auth.py)."""
+    limits: Limits = field(init=False)
+    """Per-key and per-tenant limits, held in the control Redis (services/limits.py)."""
+    streams: OpenStreams = field(init=False)
+    """Open SSE responses by principal: stream slots and revocation (api/access.py)."""
     gate: ConnectionGate = field(init=False)
     """Open SSE connections and the cap; refuses new streams while draining."""
     watchdog: SendWatchdog = field(init=False)
     """Send timeouts of every SSE response of the process, with one timer."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, signing_key: bytes | None) -> None:
+        tokens = ViewerTokens(signing_key or secrets.token_bytes(32))
+        self.auth = Authenticator(self.settings, KeyStore(self.redis), tokens)
+        self.limits = Limits(self.redis, running_deadline_s=self.settings.retention_s)
+        self.streams = OpenStreams(self.auth, self.limits)
         self.gate = ConnectionGate(
             self.settings.max_sse_connections,
             self.draining,
@@ -75,17 +95,30 @@ class AppState:
             tombstone_s=settings.tombstone_s,
         )
         replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        hub = StreamHub(
-            store,
-            blocking_reader(settings, "tokenrelay-hub", block_s=HUB_BLOCK_S),
-            metrics,
-            queue_events=settings.viewer_queue_events,
-            replica_id=replica_id,
-            block_s=HUB_BLOCK_S,
-            reply_margin_s=settings.redis_timeout_s,
-        )
+        hub: StreamHub
+        if isinstance(store.redis, RedisCluster):
+            # A multi-key XREAD cannot span a cluster's slots: sharded pub/sub instead.
+            hub = ShardedStreamHub(
+                store,
+                store.redis,
+                metrics,
+                reply_timeout_s=settings.redis_timeout_s,
+                queue_events=settings.viewer_queue_events,
+                replica_id=replica_id,
+            )
+        else:
+            hub = StreamHub(
+                store,
+                blocking_reader(settings, "tokenrelay-hub", block_s=HUB_BLOCK_S),
+                metrics,
+                queue_events=settings.viewer_queue_events,
+                replica_id=replica_id,
+                block_s=HUB_BLOCK_S,
+                reply_margin_s=settings.redis_timeout_s,
+            )
         presence = Presence(store, replica_id, ttl_s=settings.presence_ttl_s)
         hub.on_viewers_changed.append(presence.viewers_changed)
+        configured = settings.signing_key.get_secret_value() if settings.signing_key else None
         state = cls(
             settings=settings,
             redis=redis,
@@ -94,10 +127,12 @@ class AppState:
             hub=hub,
             metrics=metrics,
             presence=presence,
+            signing_key=await resolve_signing_key(configured, redis),
         )
         await hub.start()
         await presence.start()
         await state.watchdog.start()
+        state.streams.start()
         state._drain_watch.start()
         await warn_about_redis_settings(redis, "api")
         return state
@@ -109,6 +144,7 @@ class AppState:
         await self._drain_watch.stop()
         await self.hub.stop()
         await self.watchdog.stop()
+        await self.streams.stop()
         if self.presence is not None:
             await self.presence.stop()
         await self.queue.aclose()

@@ -1,18 +1,28 @@
 """Turning a validated request into a queued generation.
 
 Shared by the native API and the OpenAI/Anthropic front doors: every check that
-can refuse a request runs before anything is written or queued.
+can refuse a request runs before anything is written or queued. The caller's
+principal (api/auth.py) decides the generation's tenant and the limits that
+apply: the key's models and `max_tokens` ceiling, then, in one atomic step in
+Redis, its requests per minute and the tenant's queued + running generations
+(services/limits.py). Over a limit: 429 `rate_limit_error` with `Retry-After`,
+and nothing is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
+from redis.exceptions import RedisError
+
+from api.auth import Principal, current_principal
 from api.state import AppState
 from services import keys
-from services.errors import InvalidFields, InvalidRequest
+from services.errors import Forbidden, InvalidFields, InvalidRequest, RateLimited
 from services.generation import GenerationRequest
+from services.limits import Refusal, release_generation, repair_running
 from services.providers import BY_NAME, KNOWN_PROVIDERS
 
 log = logging.getLogger(__name__)
@@ -35,12 +45,73 @@ def check_servable(state: AppState, request: GenerationRequest) -> None:
         raise InvalidFields(f"max_tokens: must be at most {limit}")
 
 
-async def submit_generation(state: AppState, request: GenerationRequest) -> tuple[str, float]:
-    """Validate, record and enqueue. Returns the new generation's id and creation time."""
+def check_key_limits(principal: Principal, request: GenerationRequest) -> None:
+    limits = principal.limits
+    if not limits.allows_model(request.model):
+        raise Forbidden(f"this key may not use model '{request.model[:100]}'")
+    if (
+        limits.max_tokens is not None
+        and request.max_tokens is not None
+        and request.max_tokens > limits.max_tokens
+    ):
+        raise InvalidFields(f"max_tokens: this key allows at most {limits.max_tokens}")
+
+
+async def admit(state: AppState, principal: Principal, gen_id: str) -> None:
+    """Take the key's request and the tenant's slot for `gen_id`, or raise 429."""
+
+    async def attempt() -> Refusal | None:
+        return await state.limits.admit(
+            key_id=principal.key_id,
+            tenant=principal.tenant,
+            gen_id=gen_id,
+            requests_per_minute=principal.limits.requests_per_minute,
+            max_running=state.settings.max_running_per_tenant,
+        )
+
+    refusal = await attempt()
+    # A release lost in a crash would hold a slot until its deadline: look once.
+    if (
+        refusal is not None
+        and refusal.limit == "running"
+        and await repair_running(state.store, state.limits, principal.tenant)
+    ):
+        refusal = await attempt()
+    if refusal is None:
+        return
+    state.metrics.tenants.limited(principal.tenant, refusal.limit)
+    if refusal.limit == "requests":
+        message = (
+            f"this key may send {principal.limits.requests_per_minute} generation requests "
+            "per minute; retry after the time in Retry-After"
+        )
+    else:
+        message = (
+            f"tenant '{principal.tenant}' already has {state.settings.max_running_per_tenant} "
+            "queued or running generations (TOKENRELAY_MAX_RUNNING_PER_TENANT); "
+            "retry when one ends"
+        )
+    raise RateLimited(message, retry_after_s=refusal.retry_after_s)
+
+
+async def submit_generation(
+    state: AppState, request: GenerationRequest, principal: Principal | None = None
+) -> tuple[str, float]:
+    """Validate, admit, record and enqueue. Returns the new generation's id and creation time.
+
+    The doors do not pass the principal: it is the current request's (api/auth.py).
+    """
+    principal = principal or current_principal()
     check_servable(state, request)
+    check_key_limits(principal, request)
     gen_id = keys.new_generation_id()
+    await admit(state, principal, gen_id)
     created_at = time.time()
-    await state.store.create(gen_id, request, created_at)
+    try:
+        await state.store.create(gen_id, request, created_at, principal.tenant)
+    except BaseException:
+        await state.limits.release_running(principal.tenant, [gen_id])
+        raise
     try:
         job = await state.queue.enqueue_job(
             keys.GENERATION_JOB, gen_id, _job_id=gen_id, _queue_name=state.settings.queue_name
@@ -48,7 +119,10 @@ async def submit_generation(state: AppState, request: GenerationRequest) -> tupl
     except Exception:
         log.exception("could not enqueue generation %s", gen_id)
         await state.store.fail_queued(gen_id, "unavailable", "the job queue is unavailable")
+        with contextlib.suppress(RedisError, OSError):  # else repaired at the next refusal
+            await release_generation(state.store, state.redis, gen_id)
         raise
     if job is None:  # arq already knows this id: impossible for a fresh random id
         log.error("generation %s was already queued", gen_id)
+    state.metrics.tenants.created(principal.tenant)
     return gen_id, created_at

@@ -1,10 +1,11 @@
-"""The `tokenrelay` command: `api`, `worker`, `dev` and `tail`."""
+"""The `tokenrelay` command: `api`, `worker`, `dev`, `tail` and `keys`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from cli.keys import add_keys_command, run_keys
 from cli.logs import configure_logging
 from services.config import Settings
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     credential = tail.add_mutually_exclusive_group()
     credential.add_argument("--key", help="API key (default: $TOKENRELAY_API_KEY)")
     credential.add_argument("--token", help="a viewer token for this generation")
+    add_keys_command(commands)
     args = parser.parse_args(argv)
 
     if args.command == "tail":
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     settings = Settings()
+    if args.command == "keys":
+        return run_keys(args, settings)
     if args.command == "api":
         from cli.serve import run_api
 

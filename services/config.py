@@ -39,7 +39,43 @@ class Settings(BaseSettings):
         default=64, ge=4, description="command connections per process (the pool's bound)"
     )
     api_keys: SecretStr | None = Field(
-        default=None, description="comma-separated keys; unset means no auth (dev only)"
+        default=None,
+        description="comma-separated `KEY` or `KEY:TENANT` (plain KEY is tenant 'default'); "
+        "unset means no auth (dev only) unless `auth_required`",
+    )
+    auth_required: bool = Field(
+        default=False,
+        description="require a key even with TOKENRELAY_API_KEYS unset (managed keys only)",
+    )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="signs viewer tokens; unset = generated once and shared through Redis",
+    )
+    viewer_token_ttl_s: int = Field(
+        default=3600, ge=10, le=30 * 86400, description="default lifetime of a viewer token"
+    )
+    max_running_per_tenant: int | None = Field(
+        default=None, ge=1, description="queued + running generations one tenant may have"
+    )
+    key_requests_per_minute: int | None = Field(
+        default=None, ge=1, description="generation requests per minute per key (default)"
+    )
+    key_max_streams: int | None = Field(
+        default=None, ge=1, description="open SSE streams per key, all replicas (default)"
+    )
+    public_metrics: bool = Field(
+        default=False,
+        description="with auth on, serve /metrics without a key (else an admin key is needed)",
+    )
+    metrics_key: SecretStr | None = Field(
+        default=None,
+        description="with auth on, a bearer secret that may read /metrics (for Prometheus)",
+    )
+    public_docs: bool = Field(
+        default=True, description="serve /docs and /openapi.json without a key"
+    )
+    metrics_max_tenants: int = Field(
+        default=100, ge=0, description="tenants labelled in metrics; the rest count as '_other'"
     )
     retention_s: int = Field(default=86400, ge=1)
     heartbeat_s: float = Field(default=15.0, gt=0)
@@ -157,11 +193,25 @@ class Settings(BaseSettings):
 
     @property
     def accepted_api_keys(self) -> frozenset[str]:
-        """The keys a client may present; empty means auth is off."""
+        """The static keys a client may present (without their tenants)."""
+        return frozenset(self.static_key_tenants)
+
+    @property
+    def static_key_tenants(self) -> dict[str, str]:
+        """`TOKENRELAY_API_KEYS` as key -> tenant (`KEY` alone is tenant 'default')."""
         if self.api_keys is None:
-            return frozenset()
-        raw = self.api_keys.get_secret_value()
-        return frozenset(key.strip() for key in raw.split(",") if key.strip())
+            return {}
+        tenants: dict[str, str] = {}
+        for entry in self.api_keys.get_secret_value().split(","):
+            key, _, tenant = entry.strip().partition(":")
+            if key.strip():
+                tenants[key.strip()] = tenant.strip() or "default"
+        return tenants
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need a key: static keys configured, or `auth_required`."""
+        return self.auth_required or bool(self.static_key_tenants)
 
     @property
     def cross_origins(self) -> frozenset[str]:

@@ -58,6 +58,16 @@ class InvalidFields(ApiError):
     error_type = "invalid_request_error"
 
 
+class RateLimited(ApiError):
+    """Over a limit (services/limits.py): nothing was queued; `Retry-After` says when to retry."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
 class Unavailable(ApiError):
     status_code = 503
     error_type = "unavailable"

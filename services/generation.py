@@ -161,6 +161,8 @@ class GenerationStatus(BaseModel):
     last_event_id: str | None
     viewers: int = 0
     metadata: dict[str, str] | None = None
+    tenant: str = Field(default="default", exclude=True)
+    """Whose generation this is (api/access.py); never in an answer."""
 
 
 class GenerationSummary(BaseModel):
@@ -180,6 +182,7 @@ class GenerationSummary(BaseModel):
     content_bytes: int
     """UTF-8 length of the current attempt's text so far."""
     viewers: int = 0
+    tenant: str = Field(default="default", exclude=True)
 
 
 class GenerationAccepted(BaseModel):

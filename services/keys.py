@@ -90,3 +90,38 @@ def live(gen_id: str) -> str:
 def hub_wake(replica_id: str) -> str:
     """Stream an API process's shared reader also watches, so adding a stream wakes it."""
     return f"{PREFIX}:hub:{replica_id}:wake"
+
+
+# Access control (api/auth.py, services/api_keys.py, services/limits.py): all on the
+# control Redis, never beside a generation's keys in one script or MULTI.
+
+SIGNING_KEY = f"{PREFIX}:signing-key"
+"""String: the viewer-token signing key generated once when TOKENRELAY_SIGNING_KEY is unset."""
+
+API_KEY_IDS = f"{PREFIX}:apikeys"
+"""Hash: managed key id -> the SHA-256 of the key, for `keys list` and `keys revoke ID`."""
+
+
+def api_key(digest: str) -> str:
+    """Hash: a managed key's record (tenant, scopes, limits, revoked_at), by the key's SHA-256."""
+    return f"{PREFIX}:apikey:{digest}"
+
+
+def tenant_recent(tenant: str) -> str:
+    """Sorted set of one tenant's generation ids by creation time, for its listings."""
+    return f"{PREFIX}:tenant:{{{tenant}}}:recent"
+
+
+def tenant_running(tenant: str) -> str:
+    """Sorted set: one tenant's queued and running generations, scored by a backstop deadline."""
+    return f"{PREFIX}:tenant:{{{tenant}}}:running"
+
+
+def key_requests(key_id: str) -> str:
+    """Sorted set: one key's generation requests of the last minute (sliding window)."""
+    return f"{PREFIX}:key:{{{key_id}}}:requests"
+
+
+def key_streams(key_id: str) -> str:
+    """Sorted set: one key's open SSE streams on every replica, scored by a refreshed deadline."""
+    return f"{PREFIX}:key:{{{key_id}}}:streams"

@@ -359,7 +359,19 @@ class GenerationStore:
             return [*keys.all_for(gen_id), keys.live(gen_id)]
         return list(keys.all_for(gen_id))
 
-    async def create(self, gen_id: str, request: GenerationRequest, created_at: float) -> None:
+    async def create(
+        self,
+        gen_id: str,
+        request: GenerationRequest,
+        created_at: float,
+        tenant: str = "default",
+    ) -> None:
+        """Record a queued generation of `tenant`, then index it (globally and per tenant).
+
+        The generation's keys and the global indexes are written in two steps, never
+        one MULTI (they may live on different Redis servers); an index entry whose
+        record is missing is skipped by listings.
+        """
         fields = {
             "id": gen_id,
             "model": request.model,
@@ -367,21 +379,22 @@ class GenerationStore:
             "attempt": 0,
             "created_at": repr(created_at),
             "request": request.to_stored_json(),
+            "tenant": tenant,
         }
         if request.metadata:
             fields["metadata"] = json.dumps(request.metadata)
-        # The generation's keys in one script on its slot (a Cluster client runs no
-        # MULTI), then the listing index, a global key: never in one transaction. A
-        # crash between the two leaves a generation that listings miss, never a
-        # listing row without a generation.
+        # One script on the generation's slot (a Cluster client runs no MULTI). The
+        # tombstone names the tenant, so "expired" is said only to its own.
         tombstone_px = self.retention_ms + self.tombstone_s * 1000 if self.tombstone_s else 0
-        args: list[Any] = [self.retention_ms, tombstone_px, "1"]
+        args: list[Any] = [self.retention_ms, tombstone_px, tenant]
         for name, value in fields.items():
             args.extend((name, value))
         await self._create(keys=[keys.meta(gen_id), keys.tombstone(gen_id)], args=args)
+        oldest = created_at - self.retention_ms / 1000
         async with self.control.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.RECENT, {gen_id: created_at})
-            pipe.zremrangebyscore(keys.RECENT, "-inf", created_at - self.retention_ms / 1000)
+            for index in (keys.RECENT, keys.tenant_recent(tenant)):
+                pipe.zadd(index, {gen_id: created_at})
+                pipe.zremrangebyscore(index, "-inf", oldest)
             await pipe.execute()
 
     async def begin_attempt(
@@ -565,6 +578,23 @@ class GenerationStore:
         """Whether `gen_id` was a generation of this deployment whose keys have expired."""
         return bool(await self.redis.exists(keys.tombstone(gen_id)))
 
+    async def expired_tenant(self, gen_id: str) -> str | None:
+        """The tenant of `gen_id` if it was a generation of this deployment (its marker
+        outlives its keys); None if it never was. Markers written before tenants say "1"."""
+        value = await self.redis.get(keys.tombstone(gen_id))
+        if value is None:
+            return None
+        return "default" if value == "1" else str(value)
+
+    async def tenant_of(self, gen_id: str) -> str | None:
+        """The tenant a generation belongs to, while its status record lasts."""
+        value = await self.redis.hget(keys.meta(gen_id), "tenant")  # type: ignore[misc]  # redis-py types sync and async clients alike
+        return str(value) if value is not None else None
+
+    async def recent_ids_of(self, tenant: str, limit: int) -> list[str]:
+        ids: list[str] = await self.control.zrevrange(keys.tenant_recent(tenant), 0, limit - 1)
+        return ids
+
     async def release_lease(self, gen_id: str, token: str) -> bool:
         """Give up an attempt at once (the holder will write nothing more), for a quick takeover."""
         return bool(await self._release(keys=[keys.lease(gen_id)], args=[token]))
@@ -665,6 +695,7 @@ _SUMMARY_FIELDS = (
     "usage",
     "error",
     "last_event_id",
+    "tenant",
 )
 """The status record's fields a listing row needs (never the request, never the text)."""
 
@@ -690,6 +721,7 @@ def _status_fields(meta: Mapping[str, str | None]) -> dict[str, Any]:
         "started_at": optional_float("started_at"),
         "finished_at": optional_float("finished_at"),
         "last_event_id": meta.get("last_event_id") or None,
+        "tenant": meta.get("tenant") or "default",
     }
 
 

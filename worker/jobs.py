@@ -22,6 +22,7 @@ from services.background import until_redis_answers
 from services.errors import ProviderError
 from services.events import CancelledEvent, DoneEvent, ErrorEvent, encode_data
 from services.generation import GenerationRequest
+from services.limits import release_generation
 from services.providers.base import FinishChunk, Provider, TextChunk, ToolCallChunk
 from services.store import AttemptGrant
 from worker.publisher import DeltaPublisher, PublishRefused
@@ -74,6 +75,9 @@ class GenerationRun:
         if outcome in _ENDED:
             with contextlib.suppress(RedisError, OSError):
                 await self.store.untrack_running(self.gen_id)
+            # Its tenant's running slot frees now (a lost release is repaired: services/limits.py).
+            with contextlib.suppress(RedisError, OSError):
+                await release_generation(self.store, self.runtime.redis, self.gen_id)
         return outcome
 
     async def _until_redis_answers(self) -> None:

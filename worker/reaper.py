@@ -49,6 +49,7 @@ from redis.exceptions import RedisError
 from services import keys
 from services.background import BackgroundLoop
 from services.config import Settings
+from services.limits import release_generation
 from services.store import GenerationStore, TakeoverDecision, TakeoverKind
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class Reaper:
             await self._enqueue(gen_id, decision.takeover)
         else:
             await self._store.untrack_running(gen_id)
+            if decision.kind in ("cancelled", "exhausted"):  # we wrote its end: free its slot
+                await release_generation(self._store, self._queue, gen_id)  # control Redis
             if decision.kind == "cancelled":
                 log.info("generation %s: worker gone, cancel completed", gen_id)
             elif decision.kind == "exhausted":

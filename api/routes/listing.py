@@ -10,6 +10,9 @@ index is trimmed lazily.
 page polls its generation's viewer count that way without re-reading the text.
 Viewer counts come from the API's presence tracker when the app has one (only
 for queued and running generations, which is when people watch).
+
+A key sees its own tenant's generations (read from that tenant's index), an
+admin key every tenant's; `?id=` leaves out ids of other tenants as if unknown.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Annotated, get_args
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import Authenticated, StateDep
+from api.deps import Authenticated, PrincipalDep, StateDep
 from api.errors import ErrorAnswer, documented_errors
 from services import keys
 from services.errors import InvalidFields
@@ -62,6 +65,7 @@ def parse_status_filter(values: list[str] | None) -> frozenset[str]:
 @router.get("")
 async def list_generations(
     state: StateDep,
+    principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     status: Annotated[list[str] | None, Query(max_length=200)] = None,
     ids: Annotated[list[str] | None, Query(alias="id", max_length=MAX_IDS)] = None,
@@ -70,13 +74,16 @@ async def list_generations(
     wanted = parse_status_filter(status)
     if ids:
         candidates = parse_id_filter(ids)
-    else:
+    elif principal.admin:
         candidates = await state.store.recent_ids(SCAN_CAP if wanted else limit + 1)
+    else:
+        count = SCAN_CAP if wanted else limit + 1
+        candidates = await state.store.recent_ids_of(principal.tenant, count)
     rows: list[GenerationSummary] = []
     for start in range(0, len(candidates), _PAGE):
         page = candidates[start : start + _PAGE]
         for summary in await state.store.summaries(page):
-            if not wanted or summary.status in wanted:
+            if principal.sees(summary.tenant) and (not wanted or summary.status in wanted):
                 rows.append(summary)
         if len(rows) > limit:
             break

@@ -16,10 +16,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from services.errors import NotFound
+from api.deps import StateDep
+from services.errors import AuthenticationFailed, Forbidden, NotFound
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -75,8 +76,19 @@ async def chat_page() -> FileResponse:
 
 
 @router.api_route("/watch/{gen_id}", methods=_GET_AND_HEAD)
-async def watch_page(gen_id: str) -> FileResponse:
-    """A generation, live, for anyone with the link (the page reads the id from its URL)."""
+async def watch_page(gen_id: str, request: Request, state: StateDep) -> FileResponse:
+    """A generation, live, for anyone with the link (the page reads the id from its URL).
+
+    The page holds no data: without a token it is the same page for every id (the
+    API calls it makes decide, with the browser's key). A `?token=` is checked
+    here: expired or tampered 401, another generation's 403."""
+    token = request.query_params.get("token")
+    if token is not None:
+        principal = await state.auth.resolve(token)
+        if principal.viewer_of is None:
+            raise AuthenticationFailed("?token= takes a viewer token, never an API key")
+        if principal.viewer_of != gen_id:
+            raise Forbidden("this viewer token is for another generation")
     return _file("watch.html")
 
 

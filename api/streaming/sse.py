@@ -35,13 +35,14 @@ import random
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from redis.exceptions import RedisError
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from api.auth import current_principal_or_none
 from api.errors import Failure, native_body
 from api.formats.base import StreamFormat
 from api.formats.native import NativeFormat
@@ -52,6 +53,16 @@ from services.events import StoredEvent
 
 if TYPE_CHECKING:
     from api.state import AppState
+
+
+class StreamGuard(Protocol):
+    """Who may hold a stream open (api/access.py): asked when a response starts and
+    told when it ends; `open` answers a refusal to send instead, or None."""
+
+    async def open(self, response: EventStreamResponse) -> Response | None: ...
+
+    async def close(self, response: EventStreamResponse) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +149,10 @@ class EventStreamResponse(Response):
         watchdog: SendWatchdog | None = None,
         metrics: ApiMetrics | None = None,
         background: BackgroundTask | None = None,
+        guard: StreamGuard | None = None,
     ) -> None:
         self.body_iterator = body
+        self.guard = guard
         self.status_code = 200
         self.background = background
         self.gate = gate
@@ -157,6 +170,19 @@ class EventStreamResponse(Response):
             await self.body_iterator.aclose()
             await StreamRefused(self.gate, refusal, self.metrics)(scope, receive, send)
             return
+        if self.guard is not None:
+            try:
+                limited = await self.guard.open(self)
+            except BaseException:
+                if self.gate is not None:
+                    self.gate.release()
+                raise
+            if limited is not None:  # the key's open streams are at its limit
+                if self.gate is not None:
+                    self.gate.release()
+                await self.body_iterator.aclose()
+                await limited(scope, receive, send)
+                return
         if self.metrics is not None:
             self.metrics.sse_open.inc()
         try:
@@ -166,6 +192,8 @@ class EventStreamResponse(Response):
                 self.metrics.sse_open.dec()
             if self.gate is not None:
                 self.gate.release()
+            if self.guard is not None:
+                await self.guard.close(self)
         if self.background is not None:
             await self.background()
 
@@ -199,6 +227,11 @@ class EventStreamResponse(Response):
             ):
                 raise  # not ours: the server is cancelling the request
             if self._interrupted == "disconnect":
+                return
+            if self._interrupted == "revoked":
+                # The key or token was withdrawn (api/access.py): end the response
+                # cleanly; the client's reconnect is then refused.
+                await self._send(send, {"type": "http.response.body", "body": b""})
                 return
             # The client stopped reading: drop it. Returning without finishing the
             # response makes the server close the connection.
@@ -333,4 +366,5 @@ def event_stream(
         gate=state.gate,
         watchdog=state.watchdog,
         metrics=state.metrics,
+        guard=state.streams.guard(current_principal_or_none()),
     )
