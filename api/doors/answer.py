@@ -16,8 +16,9 @@ from typing import Any
 from fastapi.responses import JSONResponse, Response
 
 from api.doors.errors import GenerationFailed
-from api.doors.stream import door_stream, wait_for_transcript
+from api.doors.stream import door_stream, responses_stream, wait_for_transcript
 from api.formats.door import DoorFormat
+from api.formats.responses import ResponsesFormat
 from api.formats.transcript import Transcript
 from api.state import AppState
 from api.streaming.sse import refuse_stream
@@ -32,24 +33,32 @@ class DoorRequest:
 
     generation: GenerationRequest
     stream: bool
-    stream_format: Callable[[str, float], DoorFormat]
+    stream_format: Callable[[str, float], DoorFormat | ResponsesFormat]
     """(generation id, created_at) -> the writer of the door's SSE events."""
     final_answer: Callable[[Transcript, str, float], dict[str, Any]]
     """(transcript, generation id, created_at) -> the door's one JSON answer."""
     stream_options: Mapping[str, str] = field(default_factory=dict)
     """Options every later joiner of the stream must see (stored with the generation)."""
+    accepted_answer: Callable[[str, float], dict[str, Any]] | None = None
+    """(generation id, created_at) -> the answer at once, without waiting (background mode)."""
 
 
 async def answer_door_request(state: AppState, door: DoorRequest) -> Response:
     if door.stream and (refused := refuse_stream(state)) is not None:
         return refused  # full or draining: refuse before a generation is queued
     gen_id, created_at = await submit_generation(state, door.generation)
+    for name, value in door.stream_options.items():
+        await state.store.set_stream_option(gen_id, name, value)
     if door.stream:
-        for name, value in door.stream_options.items():
-            await state.store.set_stream_option(gen_id, name, value)
         status = await state.store.status(gen_id)
         assert status is not None, "a generation just created has a status"
-        return await door_stream(state, status, door.stream_format(gen_id, created_at))
+        fmt = door.stream_format(gen_id, created_at)
+        if isinstance(fmt, ResponsesFormat):
+            return await responses_stream(state, status, fmt)
+        return await door_stream(state, status, fmt)
+    if door.accepted_answer is not None:
+        body = door.accepted_answer(gen_id, created_at)
+        return JSONResponse(body, headers={"X-Generation-Id": gen_id})
     transcript = await wait_for_transcript(state, gen_id)
     ending = transcript.ending
     if isinstance(ending, ErrorEvent):

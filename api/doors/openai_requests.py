@@ -1,10 +1,14 @@
 """An OpenAI Chat Completions request, checked and turned into a `GenerationRequest`.
 
 Every role the API accepts is taken: `developer` is a system message, assistant
-`tool_calls` and `tool` results keep their ids. Content is text (a string or text
-parts); images, audio and files are refused with a 400, as are options tokenrelay
-cannot honour (`n` > 1, `logprobs`, `response_format` other than text, audio
-output, predicted outputs, the deprecated `functions`). Options that only tune
+`tool_calls` and `tool` results keep their ids. An assistant message is accepted
+as the API answers it (what the SDKs' tool loops send back unchanged):
+`annotations` and a null `function_call` are ignored, a `refusal` stands for
+empty content, and an earlier audio answer counts as its transcript. Content
+is text (a string or text parts); images, audio and files are refused with a
+400, as are options tokenrelay cannot honour (`n` > 1, `logprobs`,
+`response_format` other than text, audio output, predicted outputs, the
+deprecated `functions`). Options that only tune
 sampling or bookkeeping on OpenAI's side (`seed`, penalties, `store`, ...) are
 accepted and not forwarded. `user` is kept in the generation's metadata as `user`.
 """
@@ -46,6 +50,10 @@ class _Message(BaseModel):
     refusal: str | None = None
     function_call: Any = None
     audio: Any = None
+    # What an assistant message of an answer carries besides its text: sent back
+    # unchanged by the SDKs' tool loops, and meaningless as input here.
+    annotations: list[Any] | None = None
+    parsed: Any = None  # the openai SDK's parsed structured output, on its own message objects
 
 
 class _Function(BaseModel):
@@ -165,9 +173,9 @@ def _message(message: _Message, index: int) -> Message:
     param = f"messages.{index}"
     if message.role == "function" or message.function_call is not None:
         raise unsupported("the deprecated function role and function_call (use tools)", param)
-    if message.audio is not None:
-        raise unsupported("assistant audio", f"{param}.audio")
     text = _text(message.content, param)
+    if message.audio is not None and message.role != "assistant":
+        raise unsupported("audio on a non-assistant message", f"{param}.audio")
     if message.role in ("system", "developer"):
         return Message(role="system", content=text)
     if message.role == "user":
@@ -186,6 +194,13 @@ def _message(message: _Message, index: int) -> Message:
     ]
     if not text and message.refusal:
         text = message.refusal
+    if (
+        not text
+        and isinstance(message.audio, dict)
+        and isinstance(transcript := message.audio.get("transcript"), str)
+    ):
+        # An earlier audio answer, sent back: its transcript is what it said.
+        text = transcript
     return Message(role="assistant", content=text, tool_calls=calls or None)
 
 

@@ -9,8 +9,12 @@ cursor honest:
 - a client with no output of its attempt (no cursor, or a cursor at a reset)
   never needs a void attempt: if the generation has been reset since, it starts
   after the last `reset`, as a fresh answer;
-- a cursor at the terminal event is served from the event before it, so the
-  client receives the closing events again rather than an empty stream.
+- a client that has the terminal event is answered 204 by the events route
+  (api/routes/events.py), which tells an EventSource to stop reconnecting.
+
+The Responses format resumes by sequence number instead (`responses_stream`):
+its writer folds every stored event from the first, so that the numbering is
+the same everywhere, and sends what the client lacks (api/formats/responses.py).
 
 The non-streaming answers wait here for the terminal event, through the same
 feed, and fold the transcript they are built from.
@@ -20,16 +24,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator
+from typing import Protocol
+
+from starlette.responses import Response
 
 from api.formats import make_format
 from api.formats.door import DoorFormat
 from api.formats.openai import OpenAIChunkFormat
+from api.formats.responses import ResponseOptions, ResponsesFormat
 from api.formats.transcript import Transcript
 from api.state import AppState
 from api.streaming.cursor import START, cursor_key
 from api.streaming.hub import empty_feed
 from api.streaming.sse import EventStreamResponse, event_stream
-from services.errors import Unavailable
+from services.errors import InvalidRequest, Unavailable
 from services.events import StoredEvent
 from services.generation import GenerationStatus
 
@@ -76,13 +84,25 @@ async def _history(
         resets = [index for index, event in enumerate(events) if event.type == "reset"]
         if resets and len(events[: resets[-1] + 1]) > len(history):
             history = events[: resets[-1] + 1]
-    if history and history[-1].is_terminal:
-        history.pop()
     return history, (history[-1].id if history else START)
 
 
+class _Writer(Protocol):
+    """What the feed and body wrappers need of a door's writer."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def ended(self) -> bool: ...
+
+    def transport(self, chunk: bytes) -> bytes: ...
+
+    def interrupted(self) -> bytes: ...
+
+
 async def _until_closed(
-    feed: AsyncGenerator[StoredEvent | None, None], fmt: DoorFormat
+    feed: AsyncGenerator[StoredEvent | None, None], fmt: _Writer
 ) -> AsyncGenerator[StoredEvent | None, None]:
     """The feed, ended as soon as the writer has closed its connection (after a reset)."""
     try:
@@ -97,7 +117,7 @@ async def _until_closed(
 
 
 async def _with_interruption(
-    body: AsyncGenerator[bytes, None], fmt: DoorFormat
+    body: AsyncGenerator[bytes, None], fmt: _Writer
 ) -> AsyncGenerator[bytes, None]:
     """The SSE body, plus the format's error when it ends before the generation did.
 
@@ -179,3 +199,89 @@ async def joined_door_stream(
     if isinstance(fmt, OpenAIChunkFormat):
         fmt.include_usage = await state.store.stream_option(status.id, "include_usage") == "1"
     return await door_stream(state, status, fmt, cursor)
+
+
+async def responses_stream(
+    state: AppState,
+    status: GenerationStatus,
+    fmt: ResponsesFormat,
+    *,
+    cursor: str = START,
+) -> Response:
+    """The Responses event stream for one client, after `fmt.after` or after `cursor`.
+
+    `fmt.after` is the `starting_after` of `GET /v1/responses/{id}?stream=true`;
+    `cursor` the `Last-Event-ID` of `?format=responses`, turned into the sequence
+    number of the last event it covers. A client that has the last event of a
+    finished response gets 204.
+    """
+    gen_id = status.id
+    bounds = await state.store.bounds(gen_id)
+    headers = {"X-Generation-Id": gen_id}
+    preamble: list[bytes] = []
+    feed: AsyncGenerator[StoredEvent | None, None]
+    if bounds.first_event_id is not None and bounds.first_retained_id != bounds.first_event_id:
+        preamble.append(fmt.resync(await state.store.status(gen_id) or status))
+        feed = empty_feed()
+    else:
+        history = (
+            await _events_through(state, gen_id, bounds.last_event_id)
+            if bounds.last_event_id is not None
+            else []
+        )
+        if cursor != START:
+            fmt.after = fmt.sent = _sequence_through(fmt, history, cursor)
+        for event in history:
+            preamble.append(fmt.replay(event))
+        preamble.append(fmt.caught_up())
+        if fmt.ended and fmt.after >= fmt.last_sequence:
+            if fmt.after > fmt.last_sequence:
+                raise InvalidRequest(
+                    f"starting_after {fmt.after} is after the last event of this response "
+                    f"({fmt.last_sequence})"
+                )
+            return Response(status_code=204, headers=headers)
+        if fmt.ended or fmt.closed:
+            feed = empty_feed()
+        else:
+            start = history[-1].id if history else START
+            live = state.hub.follow(gen_id, start, idle_s=state.settings.heartbeat_s)
+            feed = _until_closed(live, fmt)
+    return event_stream(
+        state,
+        feed,
+        fmt,
+        preamble=preamble,
+        headers=headers,
+        wrap_body=lambda body: _with_interruption(body, fmt),
+    )
+
+
+def _sequence_through(fmt: ResponsesFormat, history: list[StoredEvent], cursor: str) -> int:
+    """The last sequence number the events up to `cursor` render."""
+    scratch = ResponsesFormat(fmt.gen_id, "", 0.0, ResponseOptions())
+    limit = cursor_key(cursor)
+    for event in history:
+        if cursor_key(event.id) > limit:
+            break
+        scratch.replay(event)
+    return scratch.last_sequence
+
+
+async def transcript_so_far(state: AppState, gen_id: str) -> Transcript:
+    """The generation's stored events folded (for `GET /v1/responses/{id}`)."""
+    transcript = Transcript()
+    bounds = await state.store.bounds(gen_id)
+    if bounds.last_event_id is not None:
+        for event in await _events_through(state, gen_id, bounds.last_event_id):
+            transcript.apply(event.decoded())
+    return transcript
+
+
+async def joined_responses_stream(
+    state: AppState, status: GenerationStatus, *, after: int = -1, cursor: str = START
+) -> Response:
+    """A response's stream in the Responses format, with the options it was created with."""
+    options = ResponseOptions.from_stored(await state.store.stream_option(status.id, "responses"))
+    fmt = ResponsesFormat(status.id, status.model, status.created_at, options, after=after)
+    return await responses_stream(state, status, fmt, cursor=cursor)

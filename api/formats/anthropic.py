@@ -17,7 +17,8 @@ at the cursor is sent again from its start, because `input_json_delta` pieces
 are parsed as one JSON document per connection (a `content_block_start`
 therefore starts that block's input afresh).
 Failures, cancels, resets and shutdowns are the `error` event, which the
-`anthropic` SDK raises as `anthropic.APIStatusError`.
+`anthropic` SDK raises as `anthropic.APIStatusError`; its `error.code` is
+tokenrelay's own type (`stream_reset` for a reset, with `attempt` and `reason`).
 """
 
 from __future__ import annotations
@@ -173,10 +174,18 @@ class AnthropicEventFormat(DoorFormat):
         return self.error_frames(event.error_type, event.message)
 
     def error_frames(
-        self, error_type: str, message: str, *, resume_from: str | None = None
+        self,
+        error_type: str,
+        message: str,
+        *,
+        resume_from: str | None = None,
+        reset: dict[str, Any] | None = None,
     ) -> list[Frame]:
         body = error_body(anthropic_error_type(error_type), message)
-        body["error"].update(self.resume_fields(resume_from))
+        # Anthropic's type names only a few failures (a reset is an `api_error`):
+        # `code` is ours, so a program can tell a reset from an upstream failure.
+        body["error"]["code"] = error_type
+        body["error"].update(self.extra_fields(resume_from, reset))
         return [("error", compact_json(body))]
 
 

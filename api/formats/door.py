@@ -157,15 +157,17 @@ class DoorFormat(ABC):
 
     def reset_message(self, step: Voided) -> str:
         return (
-            f"the provider failed after partial output ({step.reason}) and the answer restarts "
-            f"as attempt {step.attempt}: discard the partial text received so far. Read the new "
-            f"attempt with GET /v1/generations/{self.gen_id}/events?format={self.name} and "
-            f"Last-Event-ID: {self.current_id}"
+            f"{reset_cause(step.reason, step.attempt)}: discard the partial text received so "
+            f"far. Read the new attempt with GET /v1/generations/{self.gen_id}/events?"
+            f"format={self.name} and Last-Event-ID: {self.current_id}"
         )
 
     def reset_frames(self, step: Voided) -> list[Frame]:
         return self.error_frames(
-            "stream_reset", self.reset_message(step), resume_from=self.current_id
+            "stream_reset",
+            self.reset_message(step),
+            resume_from=self.current_id,
+            reset={"attempt": step.attempt, "reason": step.reason},
         )
 
     @staticmethod
@@ -193,16 +195,41 @@ class DoorFormat(ABC):
 
     @abstractmethod
     def error_frames(
-        self, error_type: str, message: str, *, resume_from: str | None = None
+        self,
+        error_type: str,
+        message: str,
+        *,
+        resume_from: str | None = None,
+        reset: dict[str, Any] | None = None,
     ) -> list[Frame]:
         """The format's in-stream error event.
 
-        `resume_from`, when the generation goes on, is the `Last-Event-ID` to read it
-        from; it is sent with the generation's id as extra fields of the error
-        object (`generation_id`, `last_event_id`), so a program can resume.
+        Its `code` is tokenrelay's own error type (`stream_reset`, `unavailable`,
+        `resync`, `cancelled`, or the provider failure's type), whatever name the
+        format gives the error. `resume_from`, when the generation goes on, is the
+        `Last-Event-ID` to read it from; it is sent with the generation's id as extra
+        fields of the error object (`generation_id`, `last_event_id`), so a program
+        can resume. `reset`, for a `stream_reset`, is the new attempt and the reason
+        (`attempt`, `reason`: `worker_restarted` or the provider failure's type).
         """
 
-    def resume_fields(self, resume_from: str | None) -> dict[str, str]:
-        if resume_from is None:
-            return {}
-        return {"generation_id": self.gen_id, "last_event_id": resume_from}
+    def extra_fields(
+        self, resume_from: str | None, reset: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = dict(reset or {})
+        if resume_from is not None:
+            fields.update(generation_id=self.gen_id, last_event_id=resume_from)
+        return fields
+
+
+def reset_cause(reason: str, attempt: int) -> str:
+    """Why an attempt's output was voided, true to what happened."""
+    if reason == "worker_restarted":
+        return (
+            "the worker running this generation stopped after partial output, and another "
+            f"worker restarted it as attempt {attempt}"
+        )
+    return (
+        f"the provider failed after partial output ({reason}) and the answer restarts as "
+        f"attempt {attempt}"
+    )

@@ -76,6 +76,21 @@ def error_body(error_type: str, message: str, code: str | None = None) -> dict[s
     return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
 
 
+def openai_transport(chunk: bytes) -> bytes:
+    """SSE bytes as the `openai` SDK can parse them: comment and `retry:` blocks
+    without their blank line (see the module docstring)."""
+    blocks = chunk.split(b"\n\n")
+    out = []
+    for block in blocks[:-1]:
+        lines = block.split(b"\n")
+        if all(line.startswith((b":", b"retry:")) for line in lines):
+            out.append(block + b"\n")
+        else:
+            out.append(block + b"\n\n")
+    out.append(blocks[-1])
+    return b"".join(out)
+
+
 class OpenAIChunkFormat(DoorFormat):
     name = "openai"
 
@@ -87,16 +102,7 @@ class OpenAIChunkFormat(DoorFormat):
         self._head: str | None = None
 
     def transport(self, chunk: bytes) -> bytes:
-        blocks = chunk.split(b"\n\n")
-        out = []
-        for block in blocks[:-1]:
-            lines = block.split(b"\n")
-            if all(line.startswith((b":", b"retry:")) for line in lines):
-                out.append(block + b"\n")
-            else:
-                out.append(block + b"\n\n")
-        out.append(blocks[-1])
-        return b"".join(out)
+        return openai_transport(chunk)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Frame:
         # The envelope is the same for every chunk of a generation: render it once,
@@ -175,10 +181,15 @@ class OpenAIChunkFormat(DoorFormat):
         return self.error_frames(event.error_type, event.message)
 
     def error_frames(
-        self, error_type: str, message: str, *, resume_from: str | None = None
+        self,
+        error_type: str,
+        message: str,
+        *,
+        resume_from: str | None = None,
+        reset: dict[str, Any] | None = None,
     ) -> list[Frame]:
         body = error_body(error_type, message, code=error_type)
-        body["error"].update(self.resume_fields(resume_from))
+        body["error"].update(self.extra_fields(resume_from, reset))
         return [(None, compact_json(body))]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -10,15 +9,14 @@ from fastapi.responses import Response
 
 from api import openapi_docs
 from api.deps import Authenticated, StateDep
-from api.doors.stream import joined_door_stream
+from api.doors.stream import joined_door_stream, joined_responses_stream
 from api.errors import ErrorAnswer, documented_errors
 from api.formats import make_format
 from api.routes.generations import load_status
 from api.streaming.cursor import START, cursor_key, parse_cursor
-from api.streaming.hub import empty_feed
 from api.streaming.sse import event_stream, refuse_stream
 from services.errors import InvalidRequest
-from services.events import StoredEvent
+from services.generation import GenerationStatus
 from services.store import is_finished
 
 router = APIRouter(prefix="/v1/generations", tags=["events"], dependencies=[Authenticated])
@@ -30,7 +28,10 @@ router = APIRouter(prefix="/v1/generations", tags=["events"], dependencies=[Auth
     response_model=None,
     status_code=200,
     responses={
-        **openapi_docs.event_stream("Server-Sent Events: `start`, `delta`, …, one terminal event"),
+        **openapi_docs.event_stream(
+            "Server-Sent Events: `start`, `delta`, …, one terminal event; 204 when the "
+            "client already has the terminal event"
+        ),
         **openapi_docs.also_as_event_stream(
             documented_errors(ErrorAnswer, 400, 401, 404, 422, 503), 503
         ),
@@ -41,7 +42,7 @@ async def stream_events(
     state: StateDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query(max_length=256)] = None,
-    format: Annotated[Literal["native", "openai", "anthropic"], Query()] = "native",
+    format: Annotated[Literal["native", "openai", "anthropic", "responses"], Query()] = "native",
 ) -> Response:
     """Server-Sent Events from the event after `Last-Event-ID` (header wins over query)."""
     refused = refuse_stream(state)
@@ -61,6 +62,11 @@ async def stream_events(
             f"cursor '{cursor}' is not an event of generation '{gen_id}' "
             "(it is after the latest event)"
         )
+    if cursor != START and cursor == bounds.last_event_id and await _finished(state, status):
+        # The client has the terminal event: 204 is the SSE spec's "stop reconnecting".
+        return Response(status_code=204, headers={"X-Generation-Id": gen_id})
+    if format == "responses":
+        return await joined_responses_stream(state, status, cursor=cursor)
     if format != "native":
         return await joined_door_stream(state, status, format, cursor)
     fmt = make_format(format, status)
@@ -78,11 +84,16 @@ async def stream_events(
         if is_finished(snapshot.status) and snapshot.last_event_id:
             # Replay the terminal event after the snapshot, so the stream still ends.
             cursor = _just_before(snapshot.last_event_id)
-    if is_finished(status.status) and cursor == bounds.last_event_id:
-        feed: AsyncGenerator[StoredEvent | None, None] = empty_feed()
-    else:
-        feed = state.hub.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
+    feed = state.hub.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
     return event_stream(state, feed, fmt, preamble=preamble, headers={"X-Generation-Id": gen_id})
+
+
+async def _finished(state: StateDep, status: GenerationStatus) -> bool:
+    """Whether the generation has ended (read again if it was running when first read)."""
+    if is_finished(status.status):
+        return True
+    again = await state.store.status(status.id)
+    return again is not None and is_finished(again.status)
 
 
 def _just_before(entry_id: str) -> str:

@@ -100,6 +100,12 @@ def story_tokens(prompt: str, count: int) -> list[str]:
     return tokens
 
 
+def input_tokens(request: GenerationRequest) -> int:
+    """The input tokens the demo provider reports for `request` (and counts for
+    `POST /v1/messages/count_tokens`): the word-sized tokens of every message."""
+    return len(split_tokens("\n".join(m.content for m in request.messages)))
+
+
 class DemoProvider:
     name = "demo"
 
@@ -140,7 +146,7 @@ class DemoProvider:
             else:
                 await asyncio.sleep(0)  # stay cancellable even at full speed
             yield TextChunk(token)
-        usage = Usage(input_tokens=len(split_tokens(prompt)), output_tokens=len(tokens))
+        usage = Usage(input_tokens=input_tokens(request), output_tokens=len(tokens))
         yield FinishChunk(finish_reason=finish_reason, usage=usage)
 
 
@@ -161,7 +167,7 @@ def demo_tool_arguments(tool: Tool, user_text: str) -> str:
 
 def tool_turn(request: GenerationRequest, prompt: str) -> list[ProviderChunk]:
     """What `demo/tool` answers: a call of a tool, or the text of the tool result it got."""
-    usage_in = len(split_tokens(prompt))
+    usage_in = input_tokens(request)
     last = request.messages[-1]
     tools = request.tools or []
     if last.role == "tool" or not tools or request.tool_choice == "none":

@@ -85,11 +85,11 @@ async def test_late_joiner_gets_full_replay_and_close(
         (e.id, e.event, e.data) for e in first.events
     ]
     assert assemble_text(late.events) == expected_story("tell me a story", 30)
-    # resuming from the terminal event's id replays nothing and closes
+    # resuming from the terminal event's id: 204, the SSE spec's "stop reconnecting"
     after_end = await read_sse(
         client, created["events_url"], headers={"Last-Event-ID": first.events[-1].id or ""}
     )
-    assert after_end.closed_by_server and after_end.events == []
+    assert after_end.status_code == 204 and after_end.events == []
 
 
 async def test_closing_the_connection_never_cancels(

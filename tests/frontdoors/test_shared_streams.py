@@ -37,13 +37,26 @@ async def test_openai_resume_from_every_event(
     events = await native_events(client, gen_id)
     full = "".join(story_tokens("resume me", 40))
 
-    for event in events:
+    for event in events[:-1]:
         assert event.id is not None
         resumed = await openai_view(openai_client, gen_id, last_event_id=event.id)
         before = native_text_through(events, event.id)
         assert before + (resumed.choices[0].message.content or "") == full, event
         assert resumed.choices[0].finish_reason == "stop"
         assert resumed.id == "chatcmpl-" + gen_id.removeprefix("gen_")
+    await assert_stops_at_the_end(client, gen_id, "openai", events[-1].id)
+
+
+async def assert_stops_at_the_end(
+    client: httpx.AsyncClient, gen_id: str, format_name: str, terminal_id: str | None
+) -> None:
+    """A client that has the terminal event is told to stop reconnecting: 204."""
+    answer = await client.get(
+        f"/v1/generations/{gen_id}/events",
+        params={"format": format_name},
+        headers={"Last-Event-ID": terminal_id or ""},
+    )
+    assert answer.status_code == 204
 
 
 async def test_anthropic_resume_from_every_event(
@@ -53,13 +66,14 @@ async def test_anthropic_resume_from_every_event(
     events = await native_events(client, gen_id)
     full = "".join(story_tokens("resume me too", 40))
 
-    for event in events:
+    for event in events[:-1]:
         assert event.id is not None
         resumed = await anthropic_view(anthropic_client, gen_id, last_event_id=event.id)
         before = native_text_through(events, event.id)
         assert before + message_text(resumed) == full, event
         assert resumed.stop_reason == "end_turn"
         assert resumed.usage.output_tokens == 40
+    await assert_stops_at_the_end(client, gen_id, "anthropic", events[-1].id)
 
 
 async def read_some(
@@ -163,7 +177,9 @@ async def test_tool_call_resumes_from_every_event(
     events = await native_events(client, gen_id)
     full_arguments = json.dumps({"query": "a long enough query to fragment"}, separators=(",", ":"))
 
-    for event in events:
+    for format_name in ("openai", "anthropic"):
+        await assert_stops_at_the_end(client, gen_id, format_name, events[-1].id)
+    for event in events[:-1]:
         assert event.id is not None
         before = ""
         for earlier in events:

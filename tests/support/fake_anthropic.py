@@ -1,5 +1,6 @@
 """A fake Anthropic Messages upstream: `POST /v1/messages`, streaming.
 
+`POST /v1/messages/count_tokens` answers the words of every text as `input_tokens`.
 Speaks the wire format the `anthropic` SDK parses (anthropic/_streaming.py):
 named SSE events `message_start` (with input usage), per content block
 `content_block_start` / `content_block_delta` (`text_delta`, or
@@ -52,6 +53,14 @@ def error_body(error_type: str, message: str) -> dict[str, Any]:
 
 class AnthropicPlanner(Planner):
     path = "/v1/messages"
+
+    def json_answer(self, path: str, body: dict[str, Any]) -> tuple[int, Any] | None:
+        """`POST /v1/messages/count_tokens`: the words of every text, like the usage."""
+        if path != "/v1/messages/count_tokens":
+            return None
+        if not str(body.get("model", "")):
+            return 400, error_body("invalid_request_error", "model: Field required")
+        return 200, {"input_tokens": count_words(prompt_texts(body))}
 
     def answer(self, step: Step, body: dict[str, Any]) -> Answer:
         if step.status != 200:

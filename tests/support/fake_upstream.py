@@ -141,6 +141,10 @@ class Planner:
     def answer(self, step: Step, body: dict[str, Any]) -> Answer:
         raise NotImplementedError
 
+    def json_answer(self, path: str, body: dict[str, Any]) -> tuple[int, Any] | None:
+        """The answer of a plain JSON route besides `path` (status, body), if it has one."""
+        return None
+
 
 def prompt_texts(body: dict[str, Any]) -> list[str]:
     """Every text of a Chat Completions or Messages request body, system included."""
@@ -317,6 +321,17 @@ class FakeUpstream:
                 listing = [r.public() for r in self.requests]
             await self._write_json(writer, 200, listing)
             return True
+        if method == "POST" and path != self.planner.path:
+            answered = self.planner.json_answer(path, json.loads(raw_body or b"{}"))
+            if answered is not None:
+                with self._lock:
+                    self.requests.append(
+                        RecordedRequest(
+                            path, headers, json.loads(raw_body or b"{}"), None, 0, time.monotonic()
+                        )
+                    )
+                await self._write_json(writer, *answered)
+                return False
         if method != "POST" or path != self.planner.path:
             await self._write_json(writer, 404, {"error": {"message": f"no route {path}"}})
             return True
