@@ -37,10 +37,11 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 
 from services.config import Settings
 
@@ -153,6 +154,63 @@ def blocking_reader(settings: Settings, name: str, *, block_s: float) -> Redis:
     return reader
 
 
+class ClusterUnavailable(RedisConnectionError):
+    """The cluster cannot serve a slot right now (a master died and no replica took over yet).
+
+    redis-py raises `RedisClusterException`, which is not a `RedisError`; as one, it
+    takes the same paths as any outage: a 503 in the API, an abandoned attempt that a
+    reaper restarts in a worker.
+    """
+
+
+def _dropped_mid_command(exc: AttributeError) -> bool:
+    """redis-py 5's cluster client disconnects every connection to a node that failed,
+    including ones another task is writing on at that moment, which then fail with an
+    AttributeError inside redis-py (its writer is gone). That is a lost connection."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and "redis" in frame.tb_frame.f_code.co_filename
+
+
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
+        try:
+            return await super().execute(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        except AttributeError as exc:
+            if not _dropped_mid_command(exc):
+                raise
+            raise ClusterUnavailable("connection dropped mid-command") from exc
+
+
+class StreamsCluster(RedisCluster):
+    """redis-py's cluster client whose every failure is a `RedisError`."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        except AttributeError as exc:
+            if not _dropped_mid_command(exc):
+                raise
+            raise ClusterUnavailable("connection dropped mid-command") from exc
+
+    async def initialize(self) -> StreamsCluster:
+        try:
+            await super().initialize()
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        return self
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if transaction or shard_hint:
+            return super().pipeline(transaction, shard_hint)  # raises, as it should
+        return _ClusterPipeline(self)  # type: ignore[abstract]  # redis-py's own pipeline() does the same
+
+
 StreamsClient = Redis | RedisCluster
 """The streams role: one Redis, or a Redis Cluster (both speak the commands the store uses)."""
 
@@ -183,7 +241,7 @@ def streams_client(
     if settings.streams_on_cluster:
         userinfo = settings.streams_redis_url.split("://", 1)[1].split("/", 1)[0]
         username, _, password = userinfo.rpartition("@")[0].partition(":")
-        cluster: RedisCluster = RedisCluster(
+        cluster: RedisCluster = StreamsCluster(
             startup_nodes=cluster_nodes(settings.streams_redis_url),
             decode_responses=True,
             max_connections=max_connections or settings.redis_max_connections,

@@ -46,6 +46,11 @@ Choices, and why:
 - A stream stops being tailed once its terminal event is dispatched, or when its
   last viewer leaves. A stream whose last entry is already terminal is never
   tailed at all.
+- The reader is a backend: this class's multi-key XREAD is the default and the
+  fast path on one Redis. On a Redis Cluster a multi-key XREAD must stay in one
+  slot, so `api/streaming/sharded.py` replaces only the reading part (the hooks
+  `_on_tail_created`, `_on_tail_dropped`, `_read_forever`) with sharded pub/sub;
+  viewers, queues and the seam procedure above are the same.
 """
 
 from __future__ import annotations
@@ -194,6 +199,9 @@ class _Tail:
     key: str
     cursor: str
     viewers: set[Viewer] = field(default_factory=set)
+    resyncing: bool = False
+    """A backend is reading the stream from `cursor` to fill a gap (sharded reader)."""
+    resync_again: bool = False
 
 
 class StreamHub:
@@ -202,7 +210,7 @@ class StreamHub:
     def __init__(
         self,
         store: GenerationStore,
-        reader: Redis,
+        reader: Redis | None,
         metrics: ApiMetrics,
         *,
         queue_events: int = 1024,
@@ -252,9 +260,13 @@ class StreamHub:
         self.close_viewers()
         await self._reader_task.stop()
         await self._sweeper.stop()
+        await self._close_reader()
+
+    async def _close_reader(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._store.control.delete(self._wake_key)
-        await self._reader.aclose()
+        if self._reader is not None:
+            await self._reader.aclose()
 
     def close_viewers(self) -> None:
         """Wake every viewer with CLOSED, and refuse new ones (used when draining)."""
@@ -387,8 +399,15 @@ class StreamHub:
         tail.viewers.add(viewer)
         live_from = tail.cursor
         if created:
-            await self._wake_reader()
+            await self._on_tail_created(tail)
         return live_from
+
+    async def _on_tail_created(self, tail: _Tail) -> None:
+        """The backend starts following `tail` from its cursor (here: wake the XREAD)."""
+        await self._wake_reader()
+
+    def _on_tail_dropped(self, tail: _Tail) -> None:
+        """The backend stops following `tail` (the XREAD simply leaves it out next time)."""
 
     def _detach(self, viewer: Viewer) -> None:
         tail = self._tails.get(viewer.gen_id)
@@ -402,6 +421,7 @@ class StreamHub:
         if self._tails.get(tail.gen_id) is tail:
             del self._tails[tail.gen_id]
             self._by_key.pop(tail.key, None)
+            self._on_tail_dropped(tail)
 
     async def _wake_reader(self) -> None:
         if self._wake_pending:
@@ -435,6 +455,7 @@ class StreamHub:
             self._wake_pending = False
             for tail in self._tails.values():
                 streams[tail.key] = tail.cursor
+            assert self._reader is not None, "the XREAD backend needs its reader"
             try:
                 self._metrics.hub_commands.labels("XREAD").inc()
                 reply = await self._reader.xread(streams, count=self._page, block=self._block_ms)
@@ -482,6 +503,10 @@ class StreamHub:
             for entry_id, fields in entries
             if cursor_key(entry_id) > floor  # a tail re-created mid-read starts later
         ]
+        self._deliver(tail, batch)
+
+    def _deliver(self, tail: _Tail, batch: list[StoredEvent]) -> None:
+        """Offer `batch` (entries after the tail's cursor, in order) to every viewer."""
         if not batch:
             return
         tail.cursor = batch[-1].id

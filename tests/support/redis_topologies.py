@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -48,6 +49,15 @@ class RedisNode:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def command(node: RedisNode, *args: str) -> Any:
+    """One raw command to `node` (cluster and Sentinel replies stay as Redis sends them)."""
+    client = node.client()
+    try:
+        return client.execute_command(*args)  # type: ignore[no-untyped-call]  # untyped in redis-py
+    finally:
+        client.close()
 
 
 def _wait_for(check: object, what: str, timeout_s: float = 20.0) -> None:
@@ -119,13 +129,13 @@ class RedisCluster:
         return [n for n in self.nodes if n.process.poll() is None]
 
     def masters(self) -> list[RedisNode]:
-        return [n for n in self.alive() if n.client().execute_command("ROLE")[0] == "master"]
+        return [n for n in self.alive() if command(n, "ROLE")[0] == "master"]
 
     def master_of(self, key: str) -> RedisNode:
         """The node that currently serves `key`'s slot."""
-        probe = self.alive()[0].client()
-        slot = int(probe.execute_command("CLUSTER", "KEYSLOT", key))
-        for start, end, master, *_ in probe.execute_command("CLUSTER", "SLOTS"):
+        probe = self.alive()[0]
+        slot = int(command(probe, "CLUSTER", "KEYSLOT", key))
+        for start, end, master, *_ in command(probe, "CLUSTER", "SLOTS"):
             if start <= slot <= end:
                 port = int(master[1])
                 return next(n for n in self.nodes if n.port == port)
@@ -136,7 +146,7 @@ class RedisCluster:
 
         def healthy() -> bool:
             for node in self.alive():
-                info = node.client().execute_command("CLUSTER", "INFO")
+                info = command(node, "CLUSTER", "INFO")
                 text = info if isinstance(info, str) else str(info)
                 if "cluster_state:ok" not in text:
                     return False
@@ -216,8 +226,8 @@ class SentinelGroup:
         for sentinel in self.sentinels:
             if sentinel.process.poll() is None:
                 with contextlib.suppress(redis.RedisError, OSError):
-                    _host, port = sentinel.client().execute_command(
-                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name
+                    _host, port = command(
+                        sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name
                     )
                     return int(port)
         raise LookupError("no Sentinel answers")
@@ -256,13 +266,13 @@ def sentinel_group(name: str = "tokenrelay") -> Iterator[SentinelGroup]:
                 )
                 sentinel = RedisNode(port, process)
                 started.append(sentinel)
-                _wait_for(lambda s=sentinel: s.client().ping(), f"sentinel on {port}")  # type: ignore[misc]  # default arg binds the loop variable
+                _wait_for(lambda s=sentinel: s.client().ping(), f"sentinel on {port}")
                 sentinels.append(sentinel)
             group = SentinelGroup(name, master, replica, sentinels)
 
             def replica_seen() -> bool:
                 for s in sentinels:
-                    reply = s.client().execute_command("SENTINEL", "MASTER", name)
+                    reply = command(s, "SENTINEL", "MASTER", name)
                     fields = dict(zip(reply[::2], reply[1::2], strict=True))
                     if int(fields["num-slaves"]) < 1:
                         return False

@@ -1,0 +1,354 @@
+"""The hub's reader on a Redis Cluster: sharded pub/sub per node, the stream read only on gaps.
+
+Why another reader: on a Cluster one XREAD can only cover streams of one slot, so
+the shared multi-key XREAD of api/streaming/hub.py cannot follow every watched
+stream at once. This follows Centrifugo's Redis engine instead:
+
+- The worker's write script appends to the stream and, in the same script,
+  SPUBLISHes the new entries to the generation's channel (services/keys.live,
+  same hash tag as the stream, so same slot and same node), together with the id
+  of the entry before them (services/store.py).
+- Each API process holds one plain connection per cluster master (redis-py 5 has
+  no async sharded pub/sub: SSUBSCRIBE is sent as a command and the pushes are
+  read from the connection), and SSUBSCRIBEs there once per watched stream,
+  whatever its number of viewers. Redis work per event per process is one push,
+  and the process holds O(masters) connections.
+- The stream stays the source of truth; pub/sub only says what is new. The stream
+  is read (XRANGE, through the store's cluster client) on attach (once the
+  subscription is confirmed, which closes the window between reading the tail's
+  cursor and subscribing), when a message's previous id is not the tail's cursor
+  (a lost or reordered message: a gap), and after a reconnect or a slot move
+  (MOVED in reply to SSUBSCRIBE, or an `sunsubscribe` push when a slot migrates).
+  A lost message is a gap, never a loss.
+- Every connection has a reply bound: a PING every third of it, so a silent
+  (half-open) connection fails, reconnects, resubscribes and resyncs. After a
+  failover the slot map is refreshed and each channel moves to its new master.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
+
+from api.metrics import ApiMetrics
+from api.streaming.cursor import cursor_key
+from api.streaming.hub import StreamHub, _Tail
+from services import keys
+from services.background import Backoff
+from services.events import stored_event_from_entry
+from services.redis_connections import ClusterUnavailable, keepalive_options
+from services.store import GenerationStore
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+@dataclass(eq=False)
+class _NodeLink:
+    """One pub/sub connection to one master and the channels subscribed on it."""
+
+    address: Address
+    channels: set[str] = field(default_factory=set)
+    connection: Connection | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class ShardedStreamHub(StreamHub):
+    """A StreamHub whose reader is sharded pub/sub on a Redis Cluster (see module doc)."""
+
+    def __init__(
+        self,
+        store: GenerationStore,
+        cluster: RedisCluster,
+        metrics: ApiMetrics,
+        *,
+        reply_timeout_s: float = 5.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(store, None, metrics, reply_margin_s=reply_timeout_s, **options)
+        self._cluster = cluster
+        self._reply_timeout_s = reply_timeout_s
+        self.stall_after_s = reply_timeout_s * 2
+        self._links: dict[Address, _NodeLink] = {}
+        self._channel_tail: dict[str, _Tail] = {}
+        self._channel_link: dict[str, _NodeLink] = {}
+        self._resyncs: set[asyncio.Task[None]] = set()
+
+    # -- the hooks of StreamHub --------------------------------------------------------------
+
+    @property
+    def reader_silence_s(self) -> float:
+        # With nothing subscribed there is nothing to hear; otherwise the PINGs keep
+        # every live connection talking at least every third of the reply bound.
+        if not any(link.channels for link in self._links.values()):
+            return 0.0
+        return time.monotonic() - self._last_reply
+
+    async def _on_tail_created(self, tail: _Tail) -> None:
+        channel = keys.live(tail.gen_id)
+        self._channel_tail[channel] = tail
+        await self._assign(channel)
+
+    def _on_tail_dropped(self, tail: _Tail) -> None:
+        channel = keys.live(tail.gen_id)
+        if self._channel_tail.get(channel) is not tail:
+            return
+        del self._channel_tail[channel]
+        link = self._channel_link.pop(channel, None)
+        if link is not None:
+            link.channels.discard(channel)
+            self._send(link, "SUNSUBSCRIBE", channel)
+
+    async def _read_forever(self) -> None:
+        """Owns the node links: they run as tasks of their own, all ended with this one."""
+        try:
+            await asyncio.Future()
+        finally:
+            for task in [*(link.task for link in self._links.values()), *self._resyncs]:
+                if task is not None:
+                    task.cancel()
+            for link in self._links.values():
+                if link.task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                        await link.task
+            self._links.clear()
+
+    async def _close_reader(self) -> None:
+        pass  # _read_forever's finally closes every link
+
+    # -- channels and links ------------------------------------------------------------------
+
+    async def _assign(self, channel: str) -> None:
+        """Subscribe `channel` on the link of the master that serves its slot."""
+        address = await self._master_of(channel)
+        old = self._channel_link.get(channel)
+        if old is not None:
+            if old.address == address:
+                return
+            old.channels.discard(channel)
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = _NodeLink(address)
+        link.channels.add(channel)
+        self._channel_link[channel] = link
+        if link.task is None or link.task.done():
+            link.task = asyncio.create_task(self._serve(link), name=f"hub-node-{address[1]}")
+        else:
+            self._send(link, "SSUBSCRIBE", channel)
+
+    async def _master_of(self, channel: str, *, refresh: bool = False) -> Address:
+        if refresh or not self._cluster.nodes_manager.slots_cache:
+            self._metrics.hub_commands.labels("CLUSTER SLOTS").inc()
+            try:
+                await self._cluster.nodes_manager.initialize()
+            except RedisClusterException as exc:
+                raise ClusterUnavailable(str(exc)) from exc
+        node = self._cluster.nodes_manager.get_node_from_slot(key_slot(channel.encode()))
+        return (node.host, int(node.port))
+
+    def _send(self, link: _NodeLink, *args: str) -> None:
+        """Queue a command on `link`; a failure shows up in its read loop, which resubscribes."""
+        connection = link.connection
+        if connection is None:
+            return  # not connected: the link subscribes everything when it connects
+        self._metrics.hub_commands.labels(args[0]).inc()
+        task = asyncio.create_task(self._write(connection, args))
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    @staticmethod
+    async def _write(connection: Connection, args: tuple[str, ...]) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await connection.send_command(*args, check_health=False)
+
+    async def _serve(self, link: _NodeLink) -> None:
+        """Connect, subscribe the link's channels, read pushes; on failure move and retry."""
+        backoff = Backoff(first_s=0.1, cap_s=2.0)
+        failures = 0
+        while link.channels:
+            host, port = link.address
+            connection = Connection(
+                host=host,
+                port=port,
+                decode_responses=True,
+                socket_timeout=self._reply_timeout_s,
+                socket_connect_timeout=self._reply_timeout_s,
+                socket_keepalive=True,
+                socket_keepalive_options=keepalive_options(),
+                client_name="tokenrelay-hub-pubsub",
+            )
+            try:
+                await connection.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                link.connection = connection
+                for channel in list(link.channels):
+                    self._metrics.hub_commands.labels("SSUBSCRIBE").inc()
+                    await connection.send_command("SSUBSCRIBE", channel, check_health=False)
+                await self._read_pushes(link, connection)
+            except (RedisError, OSError) as exc:
+                self._metrics.hub_errors.inc()
+                failures += 1
+                log.warning("hub: pub/sub link to %s:%s failed (%s)", host, port, exc)
+            finally:
+                link.connection = None
+                with contextlib.suppress(RedisError, OSError):
+                    await connection.disconnect()
+            if failures > 1:
+                # Really away (not a blip): end these viewers so their clients resume
+                # (through 503s while the slots have no master) instead of waiting.
+                for channel in list(link.channels):
+                    tail = self._channel_tail.get(channel)
+                    for viewer in list(tail.viewers if tail else ()):
+                        viewer.fail()
+                await backoff.sleep()
+            await self._reassign(link)
+        if self._links.get(link.address) is link and not link.channels:
+            del self._links[link.address]
+
+    async def _reassign(self, link: _NodeLink) -> None:
+        """After a failure: refresh the slot map and move each channel to its master now."""
+        with contextlib.suppress(RedisError, OSError):
+            await self._master_of(next(iter(link.channels), "x"), refresh=True)
+        for channel in list(link.channels):
+            with contextlib.suppress(RedisError, OSError):
+                await self._assign(channel)
+
+    async def _read_pushes(self, link: _NodeLink, connection: Connection) -> None:
+        async def ping_forever() -> None:
+            while True:
+                await asyncio.sleep(self._reply_timeout_s / 3)
+                await connection.send_command("PING", check_health=False)
+
+        pinger = asyncio.create_task(ping_forever(), name="hub-node-ping")
+        try:
+            while True:
+                if pinger.done():
+                    pinger.result()
+                try:
+                    reply = await connection.read_response()
+                except ResponseError as exc:
+                    await self._on_error_reply(link, str(exc))
+                    continue
+                self._last_reply = time.monotonic()
+                if not isinstance(reply, list) or not reply:
+                    continue
+                kind = reply[0]
+                if kind == "smessage":
+                    self._on_message(reply[1], reply[2])
+                elif kind == "ssubscribe":
+                    self._on_subscribed(reply[1])
+                elif kind == "sunsubscribe":
+                    await self._on_unsubscribed(link, reply[1])
+        finally:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await pinger
+
+    async def _on_error_reply(self, link: _NodeLink, message: str) -> None:
+        """MOVED in reply to SSUBSCRIBE: that slot lives elsewhere now; move its channels."""
+        self._metrics.hub_errors.inc()
+        parts = message.split()
+        if len(parts) >= 2 and parts[0] in ("MOVED", "ASK") and parts[1].isdigit():
+            slot = int(parts[1])
+            moved = [c for c in link.channels if key_slot(c.encode()) == slot]
+            with contextlib.suppress(RedisError, OSError):
+                await self._master_of(moved[0] if moved else "x", refresh=True)
+            for channel in moved:
+                link.channels.discard(channel)
+                self._channel_link.pop(channel, None)
+                await self._assign(channel)
+            return
+        log.warning("hub: pub/sub error reply: %s", message)
+
+    async def _on_unsubscribed(self, link: _NodeLink, channel: str) -> None:
+        """Our own SUNSUBSCRIBE, or the server's when the channel's slot migrated."""
+        if channel not in self._channel_tail or self._channel_link.get(channel) is not link:
+            return  # a tail we dropped
+        link.channels.discard(channel)
+        self._channel_link.pop(channel, None)
+        with contextlib.suppress(RedisError, OSError):
+            await self._master_of(channel, refresh=True)
+        await self._assign(channel)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _on_subscribed(self, channel: str) -> None:
+        # From now on every append reaches us; read what came before it (attach,
+        # reconnect, slot move), so no entry falls between cursor and subscription.
+        tail = self._channel_tail.get(channel)
+        if tail is not None:
+            self._resync(tail)
+
+    def _on_message(self, channel: str, payload: str) -> None:
+        tail = self._channel_tail.get(channel)
+        if tail is None:
+            return
+        try:
+            items = json.loads(payload)
+            previous = str(items[0])
+            entries = [
+                (str(items[i]), {"type": items[i + 1], "data": items[i + 2]})
+                for i in range(1, len(items) - 2, 3)
+            ]
+        except (ValueError, TypeError, IndexError):
+            self._metrics.hub_errors.inc()
+            self._resync(tail)
+            return
+        if not entries:
+            return
+        cursor = cursor_key(tail.cursor)
+        if cursor_key(entries[-1][0]) <= cursor:
+            return  # already delivered (a resync read it first)
+        if cursor_key(previous) > cursor:
+            self._resync(tail)  # something between the cursor and this message is missing
+            return
+        try:
+            batch = [stored_event_from_entry(i, f) for i, f in entries if cursor_key(i) > cursor]
+        except (KeyError, ValueError) as exc:
+            self._metrics.hub_errors.inc()
+            log.error("hub: skipped a malformed message on %s (%s)", channel, type(exc).__name__)
+            return
+        self._deliver(tail, batch)
+
+    def _resync(self, tail: _Tail) -> None:
+        """Read the stream after the tail's cursor (once at a time per tail)."""
+        if tail.resyncing:
+            tail.resync_again = True
+            return
+        tail.resyncing = True
+        task = asyncio.create_task(self._read_gap(tail), name=f"hub-resync-{tail.gen_id}")
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def _read_gap(self, tail: _Tail) -> None:
+        backoff = Backoff(first_s=0.1, cap_s=2.0)
+        try:
+            while self._tails.get(tail.gen_id) is tail:
+                tail.resync_again = False
+                try:
+                    while self._tails.get(tail.gen_id) is tail:
+                        self._metrics.hub_commands.labels("XRANGE").inc()
+                        events = await self._store.read_after(tail.gen_id, tail.cursor, self._page)
+                        floor = cursor_key(tail.cursor)
+                        self._deliver(tail, [e for e in events if cursor_key(e.id) > floor])
+                        if len(events) < self._page:
+                            break
+                except (RedisError, OSError) as exc:
+                    self._metrics.hub_errors.inc()
+                    log.warning("hub: reading %s failed (%s); retrying", tail.gen_id, exc)
+                    tail.resync_again = True
+                    await backoff.sleep()
+                if not tail.resync_again:
+                    return
+        finally:
+            tail.resyncing = False
