@@ -264,7 +264,7 @@ async def test_non_streaming_answers_are_built_from_the_final_attempt(
     await hub.start()
     state = AppState(
         settings=Settings(redis_url=redis_url, heartbeat_s=1),
-        redis=store.redis,
+        redis=store.control,
         queue=queue,
         store=store,
         hub=hub,
