@@ -104,6 +104,7 @@ function renderFooter(ui, turn, gen) {
       el("span", { class: "spacer" }),
       el("a", { class: "share-link", href: url, target: "_blank", rel: "noopener" }, "Watch live ↗"),
       el("button", { type: "button", class: "ghost small", dataset: { copy: url }, title: "Copy the watch link" }, "Copy link"),
+      el("button", { type: "button", class: "ghost small", dataset: { share: turn.genId }, title: "A read-only link that works without a key (share.js)" }, "Share"),
     );
   }
   ui.footer.replaceChildren(...parts);
