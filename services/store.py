@@ -534,11 +534,17 @@ class GenerationStore:
             yield pubsub
 
     async def wake_stream_reader(self, wake_key: str, ttl_s: int) -> None:
-        """Append to a hub's wake stream (api/streaming/hub.py); it expires unless woken."""
-        async with self.control.pipeline(transaction=False) as pipe:
+        """Append to a hub's wake stream (api/streaming/hub.py); it expires unless woken.
+
+        On the streams Redis, beside the generation streams: the hub's one XREAD
+        watches them all, so a wake written anywhere else would never end it."""
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(wake_key, {"w": "1"}, maxlen=1)
             pipe.expire(wake_key, ttl_s)
             await pipe.execute()
+
+    async def drop_wake_stream(self, wake_key: str) -> None:
+        await self.redis.delete(wake_key)
 
     async def cancel_requested(self, gen_id: str) -> bool:
         flag = await self.redis.hget(keys.meta(gen_id), "cancel_requested")  # type: ignore[misc]  # redis-py types sync and async clients alike

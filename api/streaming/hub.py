@@ -264,7 +264,7 @@ class StreamHub:
 
     async def _close_reader(self) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self._store.control.delete(self._wake_key)
+            await self._store.drop_wake_stream(self._wake_key)
         if self._reader is not None:
             await self._reader.aclose()
 

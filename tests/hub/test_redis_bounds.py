@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import redis
 
 from services import keys
+from tests.faults.support import RedisServer
 from tests.hub.conftest import ApiFactory
+from tests.support.polling import wait_for
 
 
 def api_connections(redis_client: redis.Redis) -> int:
@@ -56,3 +59,35 @@ async def test_the_wake_stream_of_a_killed_api_expires(
     for wake in wakes:
         ttl = redis_client.ttl(wake)
         assert isinstance(ttl, int) and ttl > 0, (wake, ttl)
+
+
+async def test_with_a_separate_streams_redis_the_wake_lands_where_the_reader_reads(
+    start_api: ApiFactory, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Generations on their own plain Redis: the shared read's XREAD is there, so the
+    wake that makes it pick up a newly watched stream must be written there too."""
+    streams = RedisServer(tmp_path, appendonly=False)
+    streams.start()
+    try:
+        api = start_api(TOKENRELAY_STREAMS_REDIS_URL=streams.url)
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=10) as client:
+            created = await client.post(
+                "/v1/generations",
+                json={"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert created.status_code == 202, created.text
+            gen_id = created.json()["id"]
+            on_streams = redis.Redis.from_url(streams.url, decode_responses=True)
+            try:
+                assert on_streams.exists(keys.meta(gen_id)), "the generation lives there"
+                async with client.stream("GET", f"/v1/generations/{gen_id}/events") as answer:
+                    assert answer.status_code == 200
+
+                    async def woken() -> list[str]:
+                        return [str(k) for k in on_streams.scan_iter(match="tokenrelay:hub:*")]
+
+                    assert await wait_for(woken, timeout_s=10, what="the wake stream")
+            finally:
+                on_streams.close()
+    finally:
+        streams.stop()
