@@ -156,3 +156,48 @@ async def test_sigkill_of_a_master_mid_stream_viewers_on_two_replicas_stay_exact
     # The killed master's replica serves its slots now.
     assert victim.port not in {m.port for m in own_cluster.masters()}
     assert len(own_cluster.masters()) == 3
+
+
+def _migrate_slot(cluster: RedisCluster, key: str) -> tuple[int, int]:
+    """Move `key`'s slot, with its keys, to another master (what `redis-cli --cluster
+    reshard` does, one slot): SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE."""
+    source = cluster.master_of(key)
+    target = next(m for m in cluster.masters() if m.port != source.port)
+    slot = str(command(source, "CLUSTER", "KEYSLOT", key))
+    source_id = command(source, "CLUSTER", "MYID")
+    target_id = command(target, "CLUSTER", "MYID")
+    command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    while True:
+        moving = command(source, "CLUSTER", "GETKEYSINSLOT", slot, "100")
+        if not moving:
+            break
+        command(source, "MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *moving)
+    for master in cluster.masters():
+        command(master, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    return source.port, target.port
+
+
+async def test_a_slot_migrated_mid_stream_leaves_viewers_exact(
+    procs: Processes, own_cluster: RedisCluster
+) -> None:
+    procs.worker(**_on(own_cluster)).wait_ready()
+    apis = [procs.api(**_on(own_cluster)) for _ in range(2)]
+    for api in apis:
+        api.wait_ready()
+    gen_id = await create(apis[0].base_url, max_tokens=200)
+    watching = [asyncio.create_task(watch(api.base_url, gen_id)) for api in apis for _ in range(2)]
+
+    async def has_output() -> bool:
+        return bool((await status(apis[0].base_url, gen_id))["content"])
+
+    await wait_for(has_output, what="output before the move")
+    key = f"tokenrelay:{{{gen_id}}}:meta"
+    source, target = await asyncio.to_thread(_migrate_slot, own_cluster, key)
+
+    viewings = await asyncio.gather(*watching)
+    assert own_cluster.master_of(key).port == target != source
+    for viewing in viewings:
+        assert viewing.kinds[-1] == "done"
+        assert assemble_text(viewing.events) == expected_story(200)
+    assert (await status(apis[1].base_url, gen_id))["content"] == expected_story(200)

@@ -1,0 +1,69 @@
+"""The control Redis under Sentinel: SIGKILL of its master, and the queue keeps working.
+
+A real Sentinel group (master, replica, three Sentinels) holds arq's queue and the
+global indexes; generations live on the session's cluster. Jobs queued before the
+kill still run after the failover, new requests work, and every text is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from tests.faults.support import Processes, create, expected_story, fault_env, status, watch
+from tests.support.polling import wait_for
+from tests.support.redis_topologies import (
+    RedisCluster,
+    SentinelGroup,
+    command,
+    sentinel_group,
+)
+from tests.support.sse import assemble_text
+
+
+@pytest.fixture()
+def sentinels() -> Iterator[SentinelGroup]:
+    with sentinel_group() as group:
+        yield group
+
+
+@pytest.fixture()
+def procs(sentinels: SentinelGroup, cluster: RedisCluster) -> Iterator[Processes]:
+    env = fault_env(
+        # The host here is never used: the Sentinels name the master.
+        "redis://unused.invalid:6379/0",
+        TOKENRELAY_REDIS_SENTINELS=sentinels.addresses,
+        TOKENRELAY_REDIS_SENTINEL_MASTER=sentinels.name,
+        TOKENRELAY_STREAMS_REDIS_URL=cluster.url,
+        TOKENRELAY_REDIS_TIMEOUT_S="2",
+    )
+    processes = Processes(env)
+    yield processes
+    processes.stop_all()
+
+
+async def test_sigkill_of_the_sentinel_master_queued_jobs_still_run(
+    procs: Processes, sentinels: SentinelGroup
+) -> None:
+    api = procs.api().wait_ready()
+    # Queued while no worker runs, replicated, then the master dies.
+    queued = [await create(api.base_url, max_tokens=30) for _ in range(3)]
+    assert int(command(sentinels.master, "WAIT", "1", "2000")) == 1
+    sentinels.master.kill()
+
+    async def failed_over() -> bool:
+        return sentinels.current_master_port() == sentinels.replica.port
+
+    await wait_for(failed_over, what="Sentinel to promote the replica", timeout_s=30)
+    procs.worker().wait_ready()
+    after = await create(api.base_url, max_tokens=30)  # the API follows the failover too
+
+    viewings = await asyncio.gather(
+        *(watch(api.base_url, gen_id, timeout_s=60) for gen_id in [*queued, after])
+    )
+    for gen_id, viewing in zip([*queued, after], viewings, strict=True):
+        assert viewing.kinds[-1] == "done"
+        assert assemble_text(viewing.events) == expected_story(30)
+        assert (await status(api.base_url, gen_id))["status"] == "completed"
