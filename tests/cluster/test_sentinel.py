@@ -47,7 +47,7 @@ def procs(sentinels: SentinelGroup, cluster: RedisCluster) -> Iterator[Processes
 async def test_sigkill_of_the_sentinel_master_queued_jobs_still_run(
     procs: Processes, sentinels: SentinelGroup
 ) -> None:
-    api = procs.api().wait_ready()
+    api = procs.api().wait_ready(timeout_s=90)
     # Queued while no worker runs, replicated, then the master dies.
     queued = [await create(api.base_url, max_tokens=30) for _ in range(3)]
     assert int(command(sentinels.master, "WAIT", "1", "2000")) == 1
@@ -57,7 +57,7 @@ async def test_sigkill_of_the_sentinel_master_queued_jobs_still_run(
         return sentinels.current_master_port() == sentinels.replica.port
 
     await wait_for(failed_over, what="Sentinel to promote the replica", timeout_s=30)
-    procs.worker().wait_ready()
+    procs.worker().wait_ready(timeout_s=90)
     after = await create(api.base_url, max_tokens=30)  # the API follows the failover too
 
     viewings = await asyncio.gather(
