@@ -1,9 +1,10 @@
-"""How much CPU the OpenAI and Anthropic writers add per event, next to native.
+"""How much CPU the OpenAI, Anthropic and Responses writers add per event, next to native.
 
 Every viewer of a front-door format has its own writer, so this cost is paid
 once per event per viewer (the native format writes stored bytes verbatim). A
 resumed door connection also folds every event before its cursor (`absorb`);
-that cost is paid once per resume. Run: `python -m bench.frontdoor_formats`
+that cost is paid once per resume; a Responses connection resumed by sequence
+number folds every stored event from the first (`replay`). Run: `python -m bench.frontdoor_formats`
 (`--quick` for CI).
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from api.formats.anthropic import AnthropicEventFormat
 from api.formats.native import NativeFormat
 from api.formats.openai import OpenAIChunkFormat
+from api.formats.responses import ResponseOptions, ResponsesFormat
 from services.events import DeltaEvent, DoneEvent, StartEvent, StoredEvent, Usage, encode_data
 
 GEN_ID = "gen_" + "ab" * 16
@@ -74,6 +76,16 @@ def absorb_all(events: list[StoredEvent]) -> object:
     return writer.opening()
 
 
+def responses_writer() -> ResponsesFormat:
+    return ResponsesFormat(GEN_ID, "demo/story", 0.0, ResponseOptions())
+
+
+def replay_all(events: list[StoredEvent]) -> object:
+    """A Responses client resuming after the last event: every event folded, nothing sent."""
+    writer = ResponsesFormat(GEN_ID, "demo/story", 0.0, ResponseOptions(), after=10**9)
+    return [writer.replay(event) for event in events]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
@@ -84,7 +96,9 @@ def main() -> None:
         "native encode": encode_all(NativeFormat),
         "openai encode": encode_all(lambda: OpenAIChunkFormat(GEN_ID, "demo/story", 0.0)),
         "anthropic encode": encode_all(lambda: AnthropicEventFormat(GEN_ID, "demo/story", 0.0)),
+        "responses encode": encode_all(responses_writer),
         "resume fold (absorb)": absorb_all,
+        "responses resume fold (replay)": replay_all,
     }
     print(f"{len(events)} events, best of {rounds} rounds")
     for name, run in cases.items():
@@ -93,6 +107,7 @@ def main() -> None:
     for name, make in (
         ("openai", lambda: OpenAIChunkFormat(GEN_ID, "demo/story", 0.0)),
         ("anthropic", lambda: AnthropicEventFormat(GEN_ID, "demo/story", 0.0)),
+        ("responses", responses_writer),
     ):
         cost = per_event_us(events, shared_by(viewers, make), rounds) / viewers
         print(f"{name + f' encode, {viewers} viewers':>32}: {cost:6.2f} us/event/viewer")

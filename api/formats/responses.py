@@ -313,6 +313,8 @@ class ResponsesFormat:
         self.closed = False
         self.delivered = False
         """The client has output of the current attempt."""
+        self._delta_key: tuple[int, int] | None = None
+        self._delta_envelope = ("", "")
         self._attempt_frames: list[_Frame] | None = None
         """While replaying history: the current attempt's frames, held until its fate is known."""
 
@@ -367,25 +369,7 @@ class ResponsesFormat:
                 )
             return frames
         if isinstance(step, Appended):
-            index = step.block
-            item_id = renderer.item_id(transcript, index)
-            if transcript.blocks[index].kind == "text":
-                payload: dict[str, Any] = {
-                    "type": "response.output_text.delta",
-                    "item_id": item_id,
-                    "output_index": index,
-                    "content_index": 0,
-                    "delta": step.content,
-                    "logprobs": [],
-                }
-            else:
-                payload = {
-                    "type": "response.function_call_arguments.delta",
-                    "item_id": item_id,
-                    "output_index": index,
-                    "delta": step.content,
-                }
-            return [self._frame(payload, output=True)]
+            return [self._delta(step)]
         if isinstance(step, Closed):
             return self._closed(step.block)
         if isinstance(step, Voided):
@@ -405,6 +389,32 @@ class ResponsesFormat:
                 )
             ]
         return []
+
+    def _delta(self, step: Appended) -> _Frame:
+        """The hot path (one per delta per viewer): the same bytes `_frame` would write,
+        with the envelope of the block rendered once."""
+        key = (self.transcript.attempt, step.block)
+        if self._delta_key != key:
+            index = step.block
+            item_id = compact_json(self.renderer.item_id(self.transcript, index))
+            if self.transcript.blocks[index].kind == "text":
+                head = (
+                    f'{{"type":"response.output_text.delta","item_id":{item_id},'
+                    f'"output_index":{index},"content_index":0,"delta":'
+                )
+                tail = ',"logprobs":[],"sequence_number":'
+            else:
+                head = (
+                    f'{{"type":"response.function_call_arguments.delta","item_id":{item_id},'
+                    f'"output_index":{index},"delta":'
+                )
+                tail = ',"sequence_number":'
+            self._delta_key, self._delta_envelope = key, (head, tail)
+        head, tail = self._delta_envelope
+        payload = f"{head}{compact_json(step.content)}{tail}{self.sequence}}}"
+        frame = _Frame(self.sequence, payload, True, self.last_id)
+        self.sequence += 1
+        return frame
 
     def _closed(self, index: int) -> list[_Frame]:
         transcript, renderer = self.transcript, self.renderer

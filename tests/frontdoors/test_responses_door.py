@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -10,7 +11,9 @@ import pytest
 from openai.types.responses import FunctionToolParam, ResponseInputParam
 
 from services.providers.demo import story_tokens
+from tests.support.processes import ApiProcess, stack_env
 from tests.support.sse import read_sse
+from tests.support.stack import Stack
 
 PROMPT = "Background responses resume on any replica."
 
@@ -267,3 +270,40 @@ async def test_a_response_is_a_generation(
     numbers = [json.loads(e.data)["sequence_number"] for e in rest.events]
     assert numbers[0] == json.loads(middle.data)["sequence_number"] + 1
     assert [e.data for e in rest.events] == [e.data for e in as_responses.events[5:]]
+
+
+async def test_background_resume_across_a_sigkilled_replica(
+    stack: Stack, openai_client: openai.AsyncOpenAI
+) -> None:
+    prompt, tokens = "outlive a killed replica", 400
+    replica = ApiProcess(stack_env(stack.redis_url)).wait_ready()
+    received, last = "", -1
+    try:
+        async with openai.AsyncOpenAI(
+            base_url=f"{replica.base_url}/v1", api_key="unused", max_retries=0
+        ) as doomed:
+            created = await doomed.responses.create(
+                model="demo/story", input=prompt, max_output_tokens=tokens, background=True
+            )
+            stream = await doomed.responses.retrieve(created.id, stream=True)
+            with pytest.raises(openai.APIError):  # the connection dies with the process
+                async for event in stream:
+                    last = event.sequence_number
+                    if event.type == "response.output_text.delta":
+                        received += event.delta
+                        if replica.process.poll() is None and len(received) > 40:
+                            replica.kill()  # SIGKILL: no goodbye on the wire
+    except httpx.HTTPError:
+        pass
+    finally:
+        await asyncio.to_thread(replica.stop)
+
+    assert received and last >= 0
+    rest = await openai_client.responses.retrieve(created.id, stream=True, starting_after=last)
+    events = [event async for event in rest]
+    assert events[0].sequence_number == last + 1
+    received += "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    expected = "".join(story_tokens(prompt, tokens))
+    assert received == expected
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output_text == expected
