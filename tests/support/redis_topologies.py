@@ -155,6 +155,27 @@ class RedisCluster:
         _wait_for(healthy, "a healthy cluster", timeout_s)
 
 
+def _form_small_cluster(nodes: list[RedisNode], masters: int, replicas: int) -> None:
+    first = nodes[0]
+    for node in nodes[1:]:
+        command(first, "CLUSTER", "MEET", "127.0.0.1", str(node.port))
+    per = 16384 // masters
+    for index in range(masters):
+        last = 16383 if index == masters - 1 else (index + 1) * per - 1
+        command(nodes[index], "CLUSTER", "ADDSLOTSRANGE", str(index * per), str(last))
+    _wait_for(
+        lambda: all(len(command(n, "CLUSTER", "NODES").splitlines()) == len(nodes) for n in nodes),
+        "the nodes to meet",
+    )
+    for index in range(masters, len(nodes)):
+        master_id = command(nodes[(index - masters) % masters], "CLUSTER", "MYID")
+        replica = nodes[index]
+        _wait_for(
+            lambda r=replica, m=master_id: command(r, "CLUSTER", "REPLICATE", m),
+            "the replica to know its master",
+        )
+
+
 @contextlib.contextmanager
 def redis_cluster(
     masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000
@@ -187,20 +208,23 @@ def redis_cluster(
                         "yes",
                     )
                 )
-            subprocess.run(
-                [
-                    "redis-cli",
-                    "--cluster",
-                    "create",
-                    *(n.address for n in cluster.nodes),
-                    "--cluster-replicas",
-                    str(replicas),
-                    "--cluster-yes",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
+            if masters >= 3:
+                subprocess.run(
+                    [
+                        "redis-cli",
+                        "--cluster",
+                        "create",
+                        *(n.address for n in cluster.nodes),
+                        "--cluster-replicas",
+                        str(replicas),
+                        "--cluster-yes",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
+            else:  # redis-cli wants three masters: a smaller cluster is made by hand
+                _form_small_cluster(cluster.nodes, masters, replicas)
             cluster.wait_healthy(masters)
             yield cluster
         finally:
