@@ -22,6 +22,7 @@ from api.state import AppState
 from services import keys
 from services.errors import Forbidden, InvalidFields, InvalidRequest, RateLimited
 from services.generation import GenerationRequest
+from services.job_wakeups import announce_job
 from services.limits import Refusal, release_generation, repair_running
 from services.providers import BY_NAME, KNOWN_PROVIDERS
 
@@ -124,5 +125,7 @@ async def submit_generation(
         raise
     if job is None:  # arq already knows this id: impossible for a fresh random id
         log.error("generation %s was already queued", gen_id)
+    with contextlib.suppress(RedisError, OSError):  # a lost wake-up only waits for a poll
+        await announce_job(state.queue)
     state.metrics.tenants.created(principal.tenant)
     return gen_id, created_at

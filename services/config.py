@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         default=0, ge=0, le=65535, description="worker /metrics HTTP port; 0 = off"
     )
     worker_max_jobs: int = Field(default=100, ge=1)
+    worker_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="fallback queue poll; a queued job wakes idle workers at once",
+    )
     worker_drain_s: float = Field(
         default=20.0, ge=0, description="on SIGTERM, how long running generations may finish"
     )

@@ -16,6 +16,9 @@ GENERATION_ID = re.compile(r"^gen_[0-9a-f]{32}$")
 GENERATION_JOB = "run_generation"
 """The arq function that runs a generation: the API enqueues it, workers register it."""
 
+JOBS_CHANNEL = f"{PREFIX}:jobs"
+"""Pub/sub channel on which a newly queued job wakes idle workers (services/job_wakeups.py)."""
+
 CANCEL_CHANNEL = f"{PREFIX}:cancel"
 """Pub/sub channel on which a cancel request names the generation to stop."""
 

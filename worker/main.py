@@ -50,7 +50,8 @@ def build_worker(settings: Settings) -> Worker:
         # whose worker died before the generation was indexed for the reaper.
         job_timeout=int(settings.total_timeout_s + settings.lease_s + 60),
         keep_result=60,
-        poll_delay=0.05,
+        poll_delay=settings.worker_poll_s,
+        reply_timeout_s=settings.redis_timeout_s,
         handle_signals=True,
         job_completion_wait=int(settings.worker_drain_s),
         allow_abort_jobs=False,

@@ -49,6 +49,7 @@ from redis.exceptions import RedisError
 from services import keys
 from services.background import BackgroundLoop
 from services.config import Settings
+from services.job_wakeups import announce_job
 from services.limits import release_generation
 from services.store import GenerationStore, TakeoverDecision, TakeoverKind
 
@@ -151,3 +152,4 @@ class Reaper:
         )
         if job is not None:
             log.info("generation %s: lease expired, takeover %d queued", gen_id, takeover)
+            await announce_job(self._queue)

@@ -22,19 +22,44 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from services.background import Backoff, until_redis_answers
+from services.job_wakeups import JobWakeups
 
 log = logging.getLogger(__name__)
 
 
 class ResilientWorker(Worker):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, reply_timeout_s: float = 5.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._down_since: float | None = None
         self._backoff = Backoff(first_s=0.1, cap_s=5.0)
+        self._reply_timeout_s = reply_timeout_s
+        self._wakeups: JobWakeups | None = None
 
     async def main(self) -> None:
+        """arq's `main`, but the poll waits for a job to be announced
+        (services/job_wakeups.py), `poll_delay` being only the fallback pace."""
         await self._until_redis_answers()
-        await super().main()
+        log.info(
+            "Starting worker for %d functions: %s", len(self.functions), ", ".join(self.functions)
+        )
+        self.ctx["redis"] = self.pool
+        wakeups = self._wakeups = JobWakeups(self.pool, reply_timeout_s=self._reply_timeout_s)
+        wakeups.start()
+        try:
+            if self.on_startup:
+                await self.on_startup(self.ctx)
+            while True:
+                await self._poll_iteration()
+                await wakeups.wait(self.poll_delay_s)
+        finally:
+            await wakeups.stop()
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        try:
+            await super().run_job(job_id, score)
+        finally:
+            if self._wakeups is not None:
+                self._wakeups.poke()  # a slot is free: take the next queued job now
 
     async def _until_redis_answers(self) -> None:
         await until_redis_answers(self.pool.ping, what="worker start-up", log=log)
