@@ -32,6 +32,7 @@ from tests.clients.support import MESSAGES, restart_on_same_port
 from tests.conftest import Stack
 from tests.faults.support import Processes, RedisServer, expected_story, runner_of
 from tests.support.polling import wait_for
+from tests.support.processes import ApiProcess
 
 POLICY = ReconnectPolicy(max_backoff_s=1.0)
 
@@ -107,8 +108,11 @@ async def test_async_stream_and_typed_refusals(stack: Stack) -> None:
     await http.aclose()
 
 
-def test_wrong_key_is_401_once_with_no_retry(procs: Processes) -> None:
+def test_wrong_key_is_401_and_over_the_limit_429_each_after_one_request(
+    procs: Processes,
+) -> None:
     procs.env["TOKENRELAY_API_KEYS"] = "k1"
+    procs.env["TOKENRELAY_MAX_RUNNING_PER_TENANT"] = "1"
     _, api = procs.ready(workers=1)
     counter = RequestCounter()
     with counted_client(api.base_url, counter, api_key="wrong") as tr:
@@ -117,18 +121,9 @@ def test_wrong_key_is_401_once_with_no_retry(procs: Processes) -> None:
         with pytest.raises(AuthenticationError):
             list(tr.generations.stream("gen_x"))
     assert len(counter.requests) == 2
-    with TokenRelay(base_url=api.base_url, api_key="k1") as tr:
-        created = tr.generations.create(model="demo/echo", messages=MESSAGES)
-        assert tr.generations.stream(created.id).until_done().status == "completed"
 
-
-def test_over_the_tenant_limit_is_a_rate_limit_error_after_one_request(
-    procs: Processes,
-) -> None:
-    procs.env["TOKENRELAY_MAX_RUNNING_PER_TENANT"] = "1"
-    _, api = procs.ready(workers=1)
-    counter = RequestCounter()
-    with counted_client(api.base_url, counter) as tr:
+    counter.requests.clear()
+    with counted_client(api.base_url, counter, api_key="k1") as tr:
         running = tr.generations.create(model="demo/story", messages=MESSAGES, max_tokens=4000)
         try:
             tr.generations.create(model="demo/story", messages=MESSAGES)
@@ -138,7 +133,8 @@ def test_over_the_tenant_limit_is_a_rate_limit_error_after_one_request(
             pytest.skip("the server has no per-tenant limit yet (a second generation was queued)")
         finally:
             tr.generations.cancel(running.id)
-    assert counter.requests.count("POST /v1/generations") == 2  # no retry of the 429
+        assert counter.requests.count("POST /v1/generations") == 2  # the 429 was not retried
+        assert tr.generations.stream(running.id).until_done().status == "cancelled"
 
 
 def test_viewer_token_reads_but_may_do_nothing_else(stack: Stack) -> None:
@@ -159,11 +155,16 @@ def test_viewer_token_reads_but_may_do_nothing_else(stack: Stack) -> None:
         tampered.generations.get(created.id)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
-async def test_api_replica_dies_mid_stream_and_the_client_resumes_exactly(
-    procs: Processes, signum: int
+async def test_api_replica_sigkilled_then_sigtermed_both_clients_resume_exactly(
+    procs: Processes,
 ) -> None:
     _, api = procs.ready(workers=1)
+    for signum in (signal.SIGKILL, signal.SIGTERM):
+        api = await follow_through_a_fault(procs, api, signum)
+
+
+async def follow_through_a_fault(procs: Processes, api: ApiProcess, signum: int) -> ApiProcess:
+    """An async and a sync (in a thread) client on one generation; the API dies and returns."""
     async with AsyncTokenRelay(base_url=api.base_url, stream_policy=POLICY) as tr:
         created = await tr.generations.create(model="demo/story", messages=MESSAGES, max_tokens=160)
         stream = tr.generations.stream(created.id)
@@ -174,37 +175,23 @@ async def test_api_replica_dies_mid_stream_and_the_client_resumes_exactly(
                 seen.append(event)
 
         task = asyncio.create_task(follow())
-        await wait_for(lambda: len(seen) >= 5, what="a few events before the fault")
-        api.signal(signum)
-        api.process.wait(timeout=20)
-        await asyncio.to_thread(restart_on_same_port, procs, api)
-        await asyncio.wait_for(task, timeout=90)
-    assert stream.text == expected_story(160)
-    assert stream.status == "completed" and stream.reconnects >= 1
+        with TokenRelay(base_url=api.base_url, stream_policy=POLICY) as sync_tr:
+            sync_stream = sync_tr.generations.stream(created.id)
+            thread = threading.Thread(target=sync_stream.until_done)
+            thread.start()
+            await wait_for(lambda: len(seen) >= 5, what="a few events before the fault")
+            api.signal(signum)
+            await asyncio.to_thread(api.process.wait, 20)
+            api = await asyncio.to_thread(restart_on_same_port, procs, api)
+            await asyncio.wait_for(task, timeout=90)
+            await asyncio.to_thread(thread.join, 90)
+    assert not thread.is_alive()
+    for resumed in (stream, sync_stream):
+        assert resumed.text == expected_story(160), signum
+        assert resumed.status == "completed" and resumed.reconnects >= 1
     ids = [event.id for event in seen]
     assert len(ids) == len(set(ids)), "an event was delivered twice"
-
-
-def test_sync_client_survives_sigkill_in_a_thread(procs: Processes) -> None:
-    _, api = procs.ready(workers=1)
-    with TokenRelay(base_url=api.base_url, stream_policy=POLICY) as tr:
-        created = tr.generations.create(model="demo/story", messages=MESSAGES, max_tokens=120)
-        stream = tr.generations.stream(created.id)
-        deltas = threading.Event()
-
-        def follow() -> None:
-            for event in stream:
-                if event.type == "delta" and len(stream.text) > 20:
-                    deltas.set()
-
-        thread = threading.Thread(target=follow)
-        thread.start()
-        assert deltas.wait(30)
-        api.kill()
-        restart_on_same_port(procs, api)
-        thread.join(90)
-    assert not thread.is_alive()
-    assert stream.text == expected_story(120) and stream.reconnects >= 1
+    return api
 
 
 async def test_worker_takeover_resets_the_text(procs: Processes) -> None:
