@@ -133,7 +133,12 @@ class _ClientBase:
 
 
 class TokenRelay(_ClientBase):
-    """A synchronous client. `with TokenRelay(...) as tr:` closes its connections."""
+    """A synchronous client. `with TokenRelay(...) as tr:` closes its connections.
+
+    `http_client` (e.g. one with a proxy, or event hooks) is used as given, with
+    its base URL, headers and timeout set from these arguments; the caller
+    closes it.
+    """
 
     def __init__(
         self,
@@ -192,7 +197,10 @@ class TokenRelay(_ClientBase):
 
 
 class AsyncTokenRelay(_ClientBase):
-    """An asyncio client. `async with AsyncTokenRelay(...) as tr:` closes its connections."""
+    """An asyncio client. `async with AsyncTokenRelay(...) as tr:` closes its connections.
+
+    `http_client` as for `TokenRelay`.
+    """
 
     def __init__(
         self,
