@@ -60,7 +60,8 @@ _STATUS_MEANINGS = {
     400: "Bad request: not JSON, nested too deep, a lone surrogate, an unknown provider, "
     "a malformed cursor",
     401: "Missing or wrong API key",
-    403: "Refused: with auth off, a state-changing request from another site's page",
+    403: "Refused: the credential may not do this (a viewer token, a key without the scope "
+    "or the model), or, with auth off, a state-changing request from another site's page",
     404: "Unknown or expired generation",
     409: "Conflict: the generation already finished, or was cancelled while awaited",
     413: "Body over TOKENRELAY_MAX_BODY_BYTES",

@@ -40,7 +40,7 @@ class CreateKeyBody(BaseModel):
     limits: KeyLimitsBody | None = None
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=documented_errors(ErrorAnswer, 400, 413, 415))
 async def create_key(body: CreateKeyBody, state: StateDep) -> dict[str, Any]:
     """A new managed key: `key` is shown in this answer only."""
     limits = body.limits or KeyLimitsBody()

@@ -102,7 +102,9 @@ class ViewerTokenAnswer(BaseModel):
 
 
 @router.post(
-    "/{gen_id}/viewer-tokens", status_code=201, responses=documented_errors(ErrorAnswer, 403, 404)
+    "/{gen_id}/viewer-tokens",
+    status_code=201,
+    responses=documented_errors(ErrorAnswer, 400, 403, 404, 413, 415),
 )
 async def create_viewer_token(
     gen_id: str, state: StateDep, principal: PrincipalDep, body: ViewerTokenRequest | None = None

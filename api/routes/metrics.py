@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.deps import StateDep, presented_key
+from api.errors import ErrorAnswer, documented_errors
 from api.metrics import CONTENT_TYPE
 from services.errors import AuthenticationFailed, Forbidden
 
@@ -23,7 +24,10 @@ router = APIRouter(tags=["operations"])
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **documented_errors(ErrorAnswer, 401, 403),
+    },
 )
 async def metrics(request: Request, state: StateDep) -> Response:
     """Prometheus text format: SSE connections, fan-out, delivery lag, hub Redis commands."""
