@@ -129,3 +129,29 @@ async def _attempt_at_least(base_url: str, gen_id: str, attempt: int) -> bool:
 
 async def _lease_gone(redis: Redis, gen_id: str) -> bool:
     return not await redis.exists(keys.lease(gen_id))
+
+
+async def test_a_resent_publish_batch_appends_nothing(own_redis: RedisServer) -> None:
+    """A cluster client may send a write again after a timeout although the first one
+    was applied: the batch id makes the second one a no-op, so no text is doubled."""
+    redis = Redis.from_url(own_redis.url, decode_responses=True)
+    store = GenerationStore(redis, retention_s=60, max_stream_events=1000)
+    gen_id = keys.new_generation_id()
+    request = GenerationRequest.model_validate(
+        {"model": "demo/story", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    await store.create(gen_id, request, time.time())
+    try:
+        grant = await store.begin_attempt(gen_id, "token-a", lease_ms=5000)
+        assert isinstance(grant, AttemptGrant)
+        batch = EventBatch([("delta", '{"text":"once "}')], "once ", batch_id="token-a:1")
+        assert await store.publish(gen_id, "token-a", batch) == "ok"
+        assert await store.publish(gen_id, "token-a", batch) == "ok"  # the resend
+        after = EventBatch([("delta", '{"text":"then"}')], "then", batch_id="token-a:2")
+        assert await store.publish(gen_id, "token-a", after) == "ok"
+        current = await store.status(gen_id)
+        assert current is not None and current.content == "once then"
+        kinds = [e.type for e in await store.read_after(gen_id, "0-0")]
+        assert kinds == ["start", "delta", "delta"]
+    finally:
+        await redis.aclose()
