@@ -27,10 +27,10 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from api.auth import Authenticator, Principal
-from api.errors import Failure, failure_response
+from api.errors import failure_of, failure_response
 from services import keys
 from services.background import BackgroundLoop
-from services.errors import Forbidden, NotFound
+from services.errors import Forbidden, NotFound, RateLimited
 from services.generation import GenerationStatus
 from services.limits import STREAM_SLOT_REFRESH_S, Limits
 from services.store import GenerationStore
@@ -84,25 +84,48 @@ class OpenStreams:
     async def stop(self) -> None:
         await self._loop.stop()
 
-    def guard(self, principal: Principal | None) -> StreamGuard | None:
-        return None if principal is None else StreamGuard(self, principal)
+    def guard(
+        self, principal: Principal | None, reserved: tuple[str, str] | None = None
+    ) -> StreamGuard | None:
+        return None if principal is None else StreamGuard(self, principal, reserved)
 
-    async def open(self, response: EventStreamResponse, principal: Principal) -> Response | None:
+    async def reserve(self, principal: Principal) -> tuple[str, str] | None:
+        """Take one of the key's stream slots now (None: the key has no stream limit).
+
+        For a request that queues a generation and then streams it (the front doors):
+        over the limit, nothing must be queued, so the slot is taken first. Raises
+        `RateLimited`; give the slot to `open`, or back with `release`."""
         limit = principal.limits.max_streams
-        slot = None
-        if limit and principal.viewer_of is None:
-            slot = (principal.key_id, secrets.token_hex(8))
-            wait_ms = await self.limits.open_stream(slot[0], slot[1], limit)
-            if wait_ms > 0:
-                retry = str(max(1, math.ceil(wait_ms / 1000)))
-                failure = Failure(
-                    429,
-                    "rate_limit_error",
-                    f"this key already has {limit} open event streams "
-                    "(its limit across all replicas); close one or retry later",
-                    {"Retry-After": retry},
-                )
-                return failure_response(failure)
+        if not limit or principal.viewer_of is not None:
+            return None
+        slot = (principal.key_id, secrets.token_hex(8))
+        wait_ms = await self.limits.open_stream(slot[0], slot[1], limit)
+        if wait_ms > 0:
+            raise RateLimited(
+                f"this key already has {limit} open event streams "
+                "(its limit across all replicas); close one or retry later",
+                retry_after_s=max(1, math.ceil(wait_ms / 1000)),
+            )
+        return slot
+
+    async def release(self, slot: tuple[str, str] | None) -> None:
+        if slot is not None:
+            with contextlib.suppress(RedisError, OSError):  # else its deadline frees it
+                await self.limits.close_stream(*slot)
+
+    async def open(
+        self,
+        response: EventStreamResponse,
+        principal: Principal,
+        reserved: tuple[str, str] | None = None,
+    ) -> Response | None:
+        """Hold `response` for `principal`, in the slot `reserve` took or a new one."""
+        slot = reserved
+        if slot is None:
+            try:
+                slot = await self.reserve(principal)
+            except RateLimited as limited:
+                return failure_response(failure_of(limited))
         self._held[response] = _Held(principal, slot)
         return None
 
@@ -140,12 +163,22 @@ class OpenStreams:
 class StreamGuard:
     """What an `EventStreamResponse` calls when it starts and ends (api/streaming/sse.py)."""
 
-    def __init__(self, streams: OpenStreams, principal: Principal) -> None:
+    def __init__(
+        self,
+        streams: OpenStreams,
+        principal: Principal,
+        reserved: tuple[str, str] | None = None,
+    ) -> None:
         self.streams = streams
         self.principal = principal
+        self.reserved = reserved
 
     async def open(self, response: EventStreamResponse) -> Response | None:
-        return await self.streams.open(response, self.principal)
+        return await self.streams.open(response, self.principal, self.reserved)
+
+    async def abandon(self) -> None:
+        """The response was refused before it opened: give back a slot taken for it."""
+        await self.streams.release(self.reserved)
 
     async def close(self, response: EventStreamResponse) -> None:
         await self.streams.close(response)

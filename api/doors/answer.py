@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response
 
+from api.auth import current_principal
 from api.doors.errors import GenerationFailed
 from api.doors.stream import door_stream, responses_stream, wait_for_transcript
 from api.formats.door import DoorFormat
@@ -44,18 +45,34 @@ class DoorRequest:
 
 
 async def answer_door_request(state: AppState, door: DoorRequest) -> Response:
-    if door.stream and (refused := refuse_stream(state)) is not None:
+    if not door.stream:
+        gen_id, created_at = await submit_generation(state, door.generation)
+        for name, value in door.stream_options.items():
+            await state.store.set_stream_option(gen_id, name, value)
+        return await _answer_once(state, door, gen_id, created_at)
+    if (refused := refuse_stream(state)) is not None:
         return refused  # full or draining: refuse before a generation is queued
-    gen_id, created_at = await submit_generation(state, door.generation)
-    for name, value in door.stream_options.items():
-        await state.store.set_stream_option(gen_id, name, value)
-    if door.stream:
+    # The key's stream slot too is taken before anything is queued: over its
+    # limit, the client gets the 429 in its door's shape and nothing runs.
+    slot = await state.streams.reserve(current_principal())
+    try:
+        gen_id, created_at = await submit_generation(state, door.generation)
+        for name, value in door.stream_options.items():
+            await state.store.set_stream_option(gen_id, name, value)
         status = await state.store.status(gen_id)
         assert status is not None, "a generation just created has a status"
         fmt = door.stream_format(gen_id, created_at)
         if isinstance(fmt, ResponsesFormat):
-            return await responses_stream(state, status, fmt)
-        return await door_stream(state, status, fmt)
+            return await responses_stream(state, status, fmt, stream_slot=slot)
+        return await door_stream(state, status, fmt, stream_slot=slot)
+    except BaseException:
+        await state.streams.release(slot)
+        raise
+
+
+async def _answer_once(
+    state: AppState, door: DoorRequest, gen_id: str, created_at: float
+) -> Response:
     if door.accepted_answer is not None:
         body = door.accepted_answer(gen_id, created_at)
         return JSONResponse(body, headers={"X-Generation-Id": gen_id})

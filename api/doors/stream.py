@@ -132,12 +132,18 @@ async def _with_interruption(
 
 
 async def door_stream(
-    state: AppState, status: GenerationStatus, fmt: DoorFormat, cursor: str = START
+    state: AppState,
+    status: GenerationStatus,
+    fmt: DoorFormat,
+    cursor: str = START,
+    *,
+    stream_slot: tuple[str, str] | None = None,
 ) -> EventStreamResponse:
     """The SSE response for one client of a generation, in `fmt`'s format, after `cursor`.
 
     `status` is the generation's status when the client connected (its attempt
-    count tells whether a cursor-less client must skip void attempts).
+    count tells whether a cursor-less client must skip void attempts);
+    `stream_slot` the key's stream slot, when it was taken before queuing.
     """
     gen_id = status.id
     found = await _history(state, gen_id, status.attempt, cursor)
@@ -161,6 +167,7 @@ async def door_stream(
         preamble=preamble,
         headers={"X-Generation-Id": gen_id},
         wrap_body=lambda body: _with_interruption(body, fmt),
+        stream_slot=stream_slot,
     )
 
 
@@ -207,6 +214,7 @@ async def responses_stream(
     fmt: ResponsesFormat,
     *,
     cursor: str = START,
+    stream_slot: tuple[str, str] | None = None,
 ) -> Response:
     """The Responses event stream for one client, after `fmt.after` or after `cursor`.
 
@@ -254,6 +262,7 @@ async def responses_stream(
         preamble=preamble,
         headers=headers,
         wrap_body=lambda body: _with_interruption(body, fmt),
+        stream_slot=stream_slot,
     )
 
 

@@ -63,6 +63,9 @@ class StreamGuard(Protocol):
 
     async def close(self, response: EventStreamResponse) -> None: ...
 
+    async def abandon(self) -> None:
+        """The response was refused before `open`: give back what was taken for it."""
+
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,8 @@ class EventStreamResponse(Response):
         refusal = self.gate.try_acquire() if self.gate is not None else None
         if refusal is not None:
             assert self.gate is not None
+            if self.guard is not None:
+                await self.guard.abandon()
             await self.body_iterator.aclose()
             await StreamRefused(self.gate, refusal, self.metrics)(scope, receive, send)
             return
@@ -347,10 +352,12 @@ def event_stream(
     preamble: Iterable[bytes] = (),
     headers: dict[str, str] | None = None,
     wrap_body: Callable[[AsyncGenerator[bytes, None]], AsyncGenerator[bytes, None]] | None = None,
+    stream_slot: tuple[str, str] | None = None,
 ) -> EventStreamResponse:
     """The SSE response for `feed` with every transport guard this process has:
     connection cap, send timeout, drain and metrics. Use it for every stream
-    (the OpenAI and Anthropic front doors too, whose `wrap_body` adapts the bytes)."""
+    (the OpenAI and Anthropic front doors too, whose `wrap_body` adapts the bytes).
+    `stream_slot`: the key's stream slot, when the route took it before queuing."""
     body = sse_body(
         feed,
         fmt,
@@ -366,5 +373,5 @@ def event_stream(
         gate=state.gate,
         watchdog=state.watchdog,
         metrics=state.metrics,
-        guard=state.streams.guard(current_principal_or_none()),
+        guard=state.streams.guard(current_principal_or_none(), stream_slot),
     )

@@ -440,3 +440,30 @@ def test_zz_no_key_or_token_in_any_log(deployment: Deployment) -> None:
             assert secret not in text, f"{name} logged a credential"
             # Nor a recognisable piece of one (a JWT's signature, a key's secret part).
             assert secret[-20:] not in text, f"{name} logged part of a credential"
+
+
+def test_a_door_stream_over_the_keys_stream_limit_queues_nothing(deployment: Deployment) -> None:
+    """A streaming door request opens a stream: over the key's limit it is refused
+    before its generation is queued, in the door's own shape (the SDK's RateLimitError)."""
+    d = deployment
+    key, _ = d.create_key("zeta", limits={"max_streams": 1})
+    long_id = create(d.a, key, model="demo/story", max_tokens=4000).json()["id"]
+    with httpx.stream(
+        "GET", f"{d.a}/v1/generations/{long_id}/events", headers=auth(key), timeout=60
+    ) as first:
+        assert first.status_code == 200
+        listed = [
+            row["id"]
+            for row in httpx.get(f"{d.a}/v1/generations", headers=auth(key)).json()["data"]
+        ]
+        gpt = openai.OpenAI(base_url=f"{d.b}/v1", api_key=key, max_retries=0)
+        with pytest.raises(openai.RateLimitError) as refused:
+            gpt.chat.completions.create(
+                model="demo/echo", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        assert isinstance(refused.value.body, dict)
+        assert refused.value.body["type"] == "rate_limit_error"
+        after = httpx.get(f"{d.a}/v1/generations", headers=auth(key)).json()["data"]
+        assert [row["id"] for row in after] == listed == [long_id]
+    httpx.post(f"{d.a}/v1/generations/{long_id}/cancel", headers=auth(key))
+    finished(d.a, key, long_id)
