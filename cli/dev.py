@@ -50,6 +50,8 @@ def run_dev(settings: Settings, *, port: int) -> int:
         except KeyboardInterrupt:
             return 0
         finally:
+            # A second Ctrl-C while the children stop must not cut their shutdown short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             for child in children:
                 if child.poll() is None:
                     child.send_signal(signal.SIGTERM)

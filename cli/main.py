@@ -41,6 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.command == "keys":
         return run_keys(args, settings)
+    try:
+        return run_service(args, settings)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches every process of the terminal's group; each one has shut
+        # down by now, and a traceback would only alarm whoever pressed it.
+        return 130
+
+
+def run_service(args: argparse.Namespace, settings: Settings) -> int:
+    """`api`, `worker` or `dev`: run until a signal stops it."""
     if args.command == "api":
         from cli.serve import run_api
 
