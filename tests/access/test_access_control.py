@@ -430,6 +430,26 @@ def test_metrics_need_a_scraper_credential_with_auth_on(deployment: Deployment) 
     assert httpx.get(f"{d.a}/static/js/watch.js").status_code == 200
 
 
+def test_a_viewer_token_reads_a_response_and_nothing_else(deployment: Deployment) -> None:
+    """A response is a generation: a token minted for it reads it through the Responses
+    door too, on either replica, and may not cancel it or read another response."""
+    d = deployment
+    gpt = openai.OpenAI(base_url=f"{d.a}/v1", api_key=KEY_ALPHA, max_retries=0)
+    done = gpt.responses.create(model="demo/echo", input="read me with a token")
+    other = gpt.responses.create(model="demo/echo", input="not this one")
+    gen_id = "gen_" + done.id.removeprefix("resp_")
+    token = mint(d, KEY_ALPHA, gen_id)
+    read = httpx.get(f"{d.b}/v1/responses/{done.id}", headers=auth(token))
+    assert read.status_code == 200, read.text
+    answer = read.json()
+    assert answer["status"] == "completed"
+    assert answer["output"][0]["content"][0]["text"] == "read me with a token"
+    assert httpx.get(f"{d.b}/v1/responses/{done.id}?token={token}").status_code == 200
+    assert httpx.get(f"{d.a}/v1/responses/{other.id}", headers=auth(token)).status_code == 403
+    cancel = httpx.post(f"{d.a}/v1/responses/{done.id}/cancel", headers=auth(token))
+    assert cancel.status_code == 403
+
+
 def test_zz_no_key_or_token_in_any_log(deployment: Deployment) -> None:
     """Last in the module: every process's log so far, against every secret the tests sent."""
     d = deployment
