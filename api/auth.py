@@ -46,6 +46,7 @@ VIEWER_ROUTES: set[tuple[str, str]] = {
     ("GET", "/v1/generations/{gen_id}/events"),
     ("GET", "/watch/{gen_id}"),
     ("GET", "/v1/responses/{response_id}"),
+    ("GET", "/v1/generations"),  # only with `?id=` of its own generation (api/routes/listing.py)
 }
 """(method, route path) a viewer token may call; everything else answers it 403."""
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from api.deps import Authenticated, PrincipalDep, StateDep
 from api.errors import ErrorAnswer, documented_errors
 from services import keys
-from services.errors import InvalidFields
+from services.errors import Forbidden, InvalidFields
 from services.generation import GenerationSummary, Status
 
 router = APIRouter(
@@ -72,6 +72,9 @@ async def list_generations(
 ) -> GenerationList:
     """Recent generations, newest first (or the given `id`s), optionally filtered by status."""
     wanted = parse_status_filter(status)
+    if principal.viewer_of is not None and parse_id_filter(ids or []) != [principal.viewer_of]:
+        # The watch page polls its viewer count this way; nothing else is a viewer's.
+        raise Forbidden("a viewer token lists only its own generation: ?id=<that id>")
     if ids:
         candidates = parse_id_filter(ids)
     elif principal.admin:
