@@ -163,14 +163,20 @@ class ClusterUnavailable(RedisConnectionError):
     """
 
 
-def _dropped_mid_command(exc: AttributeError) -> bool:
+def _dropped_mid_command(exc: Exception) -> bool:
     """redis-py 5's cluster client disconnects every connection to a node that failed,
-    including ones another task is writing on at that moment, which then fail with an
-    AttributeError inside redis-py (its writer is gone). That is a lost connection."""
-    frame = exc.__traceback__
-    while frame is not None and frame.tb_next is not None:
-        frame = frame.tb_next
-    return frame is not None and "redis" in frame.tb_frame.f_code.co_filename
+    including ones another task is writing on at that moment. That write then fails
+    inside redis-py with an AttributeError (its writer is gone), or in the event
+    loop's transport with a RuntimeError (uvloop: "the handler is closed"). Either
+    is a lost connection, when it was raised during a redis-py call."""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    if isinstance(exc, AttributeError):
+        return bool(frames) and "redis" in frames[-1]
+    return "closed" in str(exc) and any("/redis/" in name for name in frames)
 
 
 class _ClusterPipeline(ClusterPipeline):
@@ -179,7 +185,7 @@ class _ClusterPipeline(ClusterPipeline):
             return await super().execute(*args, **kwargs)
         except RedisClusterException as exc:
             raise ClusterUnavailable(str(exc)) from exc
-        except AttributeError as exc:
+        except (AttributeError, RuntimeError) as exc:
             if not _dropped_mid_command(exc):
                 raise
             raise ClusterUnavailable("connection dropped mid-command") from exc
@@ -193,7 +199,7 @@ class StreamsCluster(RedisCluster):
             return await super().execute_command(*args, **kwargs)
         except RedisClusterException as exc:
             raise ClusterUnavailable(str(exc)) from exc
-        except AttributeError as exc:
+        except (AttributeError, RuntimeError) as exc:
             if not _dropped_mid_command(exc):
                 raise
             raise ClusterUnavailable("connection dropped mid-command") from exc

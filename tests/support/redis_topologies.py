@@ -154,6 +154,31 @@ class RedisCluster:
 
         _wait_for(healthy, "a healthy cluster", timeout_s)
 
+    def wait_replicas_in_sync(self, replicas: int, timeout_s: float = 60.0) -> None:
+        """Every master has `replicas` replicas past their initial sync (state `online`).
+
+        A replica that is still loading its first copy holds nothing: a master
+        killed then loses every write, whatever the product does, so the fault
+        tests start only once the copies are whole (as a deployment would be)."""
+
+        def in_sync() -> bool:
+            for master in self.masters():
+                info = command(master, "INFO", "replication")
+                if not isinstance(info, dict):
+                    return False
+                online = [
+                    value
+                    for name, value in info.items()
+                    if name.startswith("slave")
+                    and isinstance(value, dict)
+                    and value.get("state") == "online"
+                ]
+                if len(online) < replicas:
+                    return False
+            return True
+
+        _wait_for(in_sync, "replicas in sync with their masters", timeout_s)
+
 
 def _form_small_cluster(nodes: list[RedisNode], masters: int, replicas: int) -> None:
     first = nodes[0]
@@ -204,6 +229,8 @@ def redis_cluster(
                         str(node_timeout_ms),
                         "--cluster-replica-validity-factor",
                         "0",
+                        "--repl-diskless-sync-delay",
+                        "0",
                         "--appendonly",
                         "yes",
                     )
@@ -226,6 +253,7 @@ def redis_cluster(
             else:  # redis-cli wants three masters: a smaller cluster is made by hand
                 _form_small_cluster(cluster.nodes, masters, replicas)
             cluster.wait_healthy(masters)
+            cluster.wait_replicas_in_sync(replicas)
             yield cluster
         finally:
             for node in cluster.nodes:
