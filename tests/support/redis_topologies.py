@@ -293,7 +293,9 @@ def sentinel_group(name: str = "tokenrelay") -> Iterator[SentinelGroup]:
     started: list[RedisNode] = []
     with tempfile.TemporaryDirectory(prefix="tokenrelay-sentinel-") as workdir:
         try:
-            master = _start_node(binary, Path(workdir), "--appendonly", "yes")
+            master = _start_node(
+                binary, Path(workdir), "--appendonly", "yes", "--repl-diskless-sync-delay", "0"
+            )
             started.append(master)
             replica = _start_node(
                 binary, Path(workdir), "--appendonly", "yes", "--replicaof", "127.0.0.1",
@@ -331,6 +333,14 @@ def sentinel_group(name: str = "tokenrelay") -> Iterator[SentinelGroup]:
                 return True
 
             _wait_for(replica_seen, "Sentinels to see the replica")
+
+            def replica_in_sync() -> bool:
+                info = command(master, "INFO", "replication")
+                copy = info.get("slave0") if isinstance(info, dict) else None
+                return isinstance(copy, dict) and copy.get("state") == "online"
+
+            # A replica still loading its first copy holds nothing to fail over to.
+            _wait_for(replica_in_sync, "the replica's first sync")
             yield group
         finally:
             for node in reversed(started):
