@@ -27,6 +27,12 @@ def cluster() -> Iterator[RedisCluster]:
 @pytest.fixture(scope="session")
 def stack(redis_url: str, cluster: RedisCluster) -> Iterator[Stack]:
     """One API and one worker whose generations live on the cluster."""
-    env = stack_env(redis_url, TOKENRELAY_STREAMS_REDIS_URL=cluster.url)
+    # A queue of its own: the session's other workers (tests/conftest.py's stack)
+    # share this control Redis and would take jobs whose generations they cannot see.
+    env = stack_env(
+        redis_url,
+        TOKENRELAY_STREAMS_REDIS_URL=cluster.url,
+        TOKENRELAY_QUEUE_NAME="tokenrelay:cluster-queue",
+    )
     with running_stack(redis_url, env) as running:
         yield running
