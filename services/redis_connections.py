@@ -167,8 +167,9 @@ def _dropped_mid_command(exc: Exception) -> bool:
     """redis-py 5's cluster client disconnects every connection to a node that failed,
     including ones another task is writing on at that moment. That write then fails
     inside redis-py with an AttributeError (its writer is gone), or in the event
-    loop's transport with a RuntimeError (uvloop: "the handler is closed"). Either
-    is a lost connection, when it was raised during a redis-py call."""
+    loop's transport with a RuntimeError (uvloop: "the handler is closed"), and two
+    concurrent topology refreshes can fail with a RuntimeError inside redis-py. Each
+    is a lost connection (a retry after it works), when raised during a redis-py call."""
     frames = []
     tb = exc.__traceback__
     while tb is not None:
@@ -176,7 +177,10 @@ def _dropped_mid_command(exc: Exception) -> bool:
         tb = tb.tb_next
     if isinstance(exc, AttributeError):
         return bool(frames) and "redis" in frames[-1]
-    return "closed" in str(exc) and any("/redis/" in name for name in frames)
+    # A RuntimeError raised by redis-py's cluster code itself: its topology refresh
+    # iterates a dict that a concurrent refresh changes ("dictionary changed size").
+    raised_in_redis = bool(frames) and "/redis/" in frames[-1]
+    return raised_in_redis or ("closed" in str(exc) and any("/redis/" in f for f in frames))
 
 
 class _ClusterPipeline(ClusterPipeline):

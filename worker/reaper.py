@@ -98,8 +98,16 @@ class Reaper:
     async def reap_once(self) -> dict[str, ReapOutcome]:
         """Check every generation whose lease is due; returns what was done to each."""
         outcomes: dict[str, ReapOutcome] = {}
+        failures: list[Exception] = []
         for gen_id in await self._store.due_for_check(BATCH):
-            outcomes[gen_id] = await self._check(gen_id)
+            try:
+                outcomes[gen_id] = await self._check(gen_id)
+            except (RedisError, OSError) as exc:
+                # One generation out of reach (its cluster master is down) must not
+                # hold up the others: it stays due and is checked again next round.
+                failures.append(exc)
+        if failures and not outcomes:
+            raise failures[0]  # nothing answered: an outage, as the loop reports it
         return outcomes
 
     async def _check(self, gen_id: str) -> ReapOutcome:
