@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import secrets
@@ -49,6 +50,7 @@ class GenerationRun:
         self.gen_id = gen_id
         self.token = secrets.token_hex(16)
         self.lease_ms = int(runtime.settings.lease_s * 1000)
+        self._batch_numbers = itertools.count(1)  # shared by every attempt's publisher
         self.publisher = self._new_publisher()
 
     async def run(self) -> str:
@@ -114,6 +116,7 @@ class GenerationRun:
             self.gen_id,
             self.token,
             window_s=self.runtime.settings.coalesce_ms / 1000,
+            batch_numbers=self._batch_numbers,
         )
 
     async def _run_attempt(self, grant: AttemptGrant, cancel_requested: asyncio.Event) -> str:

@@ -16,9 +16,11 @@ partner becomes U+FFFD, as a UTF-8 decoder would show it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import time
+from collections.abc import Iterator
 
 from services.events import DeltaEvent, ToolCallFragment, encode_data
 from services.generation import ToolCall
@@ -45,11 +47,23 @@ class PublishRefused(Exception):
 class DeltaPublisher:
     """Buffers one attempt's deltas and flushes them on the coalescing window."""
 
-    def __init__(self, store: GenerationStore, gen_id: str, token: str, *, window_s: float) -> None:
+    def __init__(
+        self,
+        store: GenerationStore,
+        gen_id: str,
+        token: str,
+        *,
+        window_s: float,
+        batch_numbers: Iterator[int] | None = None,
+    ) -> None:
         self._store = store
         self._gen_id = gen_id
         self._token = token
-        self._batches = 0  # numbers each batch, so a resent one is recognised (store.publish)
+        # Numbers each batch, so a resent one is recognised (store.publish). A retried
+        # attempt's publisher continues its predecessor's numbering: the store keeps
+        # the last batch id per lease token, and a fresh count would make the new
+        # attempt's first batch look like a resend of the old one's, and vanish.
+        self._batch_numbers = batch_numbers if batch_numbers is not None else itertools.count(1)
         self._window_s = window_s
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
@@ -186,9 +200,8 @@ class DeltaPublisher:
             ordered = [self._tool_calls[i].model_dump() for i in sorted(self._tool_calls)]
             tool_calls_json = json.dumps(ordered, separators=(",", ":"))
             self._tool_calls_changed = False
-        self._batches += 1
         return EventBatch(
-            batch_id=f"{self._token}:{self._batches}",
+            batch_id=f"{self._token}:{next(self._batch_numbers)}",
             events=[*events, *(extra or [])],
             text_append=text_append,
             tool_calls_json=tool_calls_json,
