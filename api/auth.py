@@ -208,7 +208,7 @@ class Authenticator:
 
     async def _viewer(self, token: str) -> Principal:
         try:
-            grant = self.tokens.verify(token)
+            grant = await self.tokens.verify(token)
         except InvalidToken:
             raise AuthenticationFailed("invalid or expired viewer token") from None
         if grant.key_id is not None and await self.is_revoked(grant.key_id):

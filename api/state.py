@@ -37,7 +37,7 @@ from services.redis_connections import (
     streams_client,
 )
 from services.store import GenerationStore
-from services.viewer_tokens import ViewerTokens, resolve_signing_key
+from services.viewer_tokens import ViewerTokens, configured_signing_key
 
 
 @dataclass
@@ -52,8 +52,7 @@ class AppState:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     presence: Presence | None = None
     signing_key: InitVar[bytes | None] = None
-    """The viewer-token key every replica shares (`open` resolves it); absent, a
-    key of this process alone (tests that build an AppState by hand)."""
+    """`TOKENRELAY_SIGNING_KEY`; absent, the key shared through the control Redis."""
     auth: Authenticator = field(init=False)
     """Keys, tenants and viewer tokens (api/auth.py)."""
     limits: Limits = field(init=False)
@@ -66,7 +65,7 @@ class AppState:
     """Send timeouts of every SSE response of the process, with one timer."""
 
     def __post_init__(self, signing_key: bytes | None) -> None:
-        tokens = ViewerTokens(signing_key or secrets.token_bytes(32))
+        tokens = ViewerTokens(signing_key, self.redis)
         self.auth = Authenticator(self.settings, KeyStore(self.redis), tokens)
         self.limits = Limits(self.redis, running_deadline_s=self.settings.retention_s)
         self.streams = OpenStreams(self.auth, self.limits)
@@ -119,6 +118,7 @@ class AppState:
         presence = Presence(store, replica_id, ttl_s=settings.presence_ttl_s)
         hub.on_viewers_changed.append(presence.viewers_changed)
         configured = settings.signing_key.get_secret_value() if settings.signing_key else None
+        signing_key = configured_signing_key(configured)
         state = cls(
             settings=settings,
             redis=redis,
@@ -127,7 +127,7 @@ class AppState:
             hub=hub,
             metrics=metrics,
             presence=presence,
-            signing_key=await resolve_signing_key(configured, redis),
+            signing_key=signing_key,
         )
         await hub.start()
         await presence.start()

@@ -15,6 +15,7 @@ the variable (the same on every replica).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -44,28 +45,50 @@ class ViewerGrant:
     expires_at: float
 
 
-async def resolve_signing_key(configured: str | None, redis: Redis) -> bytes:
-    """The key every replica signs with (see the module docstring)."""
-    if configured is not None:
-        if len(configured.encode()) < MIN_KEY_BYTES:
-            raise ValueError(
-                f"TOKENRELAY_SIGNING_KEY must be at least {MIN_KEY_BYTES} bytes "
-                "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-            )
-        return configured.encode()
-    await redis.set(keys.SIGNING_KEY, secrets.token_urlsafe(48), nx=True)
-    shared = await redis.get(keys.SIGNING_KEY)
-    if not shared:
-        raise RuntimeError("the shared signing key could not be read back from Redis")
-    log.info("viewer tokens: signed with the key shared through Redis (no TOKENRELAY_SIGNING_KEY)")
-    return str(shared).encode()
+def configured_signing_key(configured: str | None) -> bytes | None:
+    """`TOKENRELAY_SIGNING_KEY` checked at startup (too short refuses to start), or None."""
+    if configured is None:
+        return None
+    if len(configured.encode()) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"TOKENRELAY_SIGNING_KEY must be at least {MIN_KEY_BYTES} bytes "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    return configured.encode()
 
 
 class ViewerTokens:
-    def __init__(self, signing_key: bytes) -> None:
-        self._key = signing_key
+    """Mints and checks viewer tokens with the key every replica shares.
 
-    def mint(self, gen_id: str, tenant: str, key_id: str | None, ttl_s: int) -> tuple[str, float]:
+    The key shared through Redis is fetched on first use, not at startup, so a
+    replica started while Redis is down comes up (and answers 503 on these routes,
+    like every route that needs Redis) instead of exiting.
+    """
+
+    def __init__(self, configured: bytes | None, redis: Redis) -> None:
+        self._key = configured
+        self._redis = redis
+        self._fetching = asyncio.Lock()
+
+    async def _signing_key(self) -> bytes:
+        if self._key is not None:
+            return self._key
+        async with self._fetching:
+            if self._key is None:
+                self._key = await self._shared_key()
+        return self._key
+
+    async def _shared_key(self) -> bytes:
+        await self._redis.set(keys.SIGNING_KEY, secrets.token_urlsafe(48), nx=True)
+        shared = await self._redis.get(keys.SIGNING_KEY)
+        if not shared:
+            raise RuntimeError("the shared signing key could not be read back from Redis")
+        log.info("viewer tokens: signed with the key shared through Redis")
+        return str(shared).encode()
+
+    async def mint(
+        self, gen_id: str, tenant: str, key_id: str | None, ttl_s: int
+    ) -> tuple[str, float]:
         now = int(time.time())
         expires_at = now + ttl_s
         claims: dict[str, object] = {
@@ -77,13 +100,15 @@ class ViewerTokens:
         }
         if key_id is not None:
             claims["kid"] = key_id
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM), float(expires_at)
+        key = await self._signing_key()
+        return jwt.encode(claims, key, algorithm=ALGORITHM), float(expires_at)
 
-    def verify(self, token: str) -> ViewerGrant:
+    async def verify(self, token: str) -> ViewerGrant:
+        key = await self._signing_key()
         try:
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 options={"require": ["exp", "sub", "aud"]},

@@ -112,7 +112,7 @@ async def create_viewer_token(
     """A signed, expiring token that can only read this generation: share `watch_url`."""
     status = await load_status(state, gen_id, principal)
     ttl_s = (body.ttl_s if body is not None else None) or state.settings.viewer_token_ttl_s
-    token, expires_at = state.auth.tokens.mint(
+    token, expires_at = await state.auth.tokens.mint(
         gen_id, status.tenant, principal.key_id if principal.managed else None, ttl_s
     )
     return ViewerTokenAnswer(

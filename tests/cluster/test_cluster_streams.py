@@ -68,17 +68,28 @@ async def _delivered(base_url: str) -> float:
     return metric_value(text, "tokenrelay_sse_events_delivered_total")
 
 
+def _holders(cluster: RedisCluster, gen_ids: list[str]) -> set[int]:
+    """The ports of the masters that hold these generations' keys."""
+    return {cluster.master_of(f"tokenrelay:{{{gen_id}}}:meta").port for gen_id in gen_ids}
+
+
 async def test_generations_spread_over_every_master_and_every_viewer_is_exact(
     procs: Processes, cluster: RedisCluster
 ) -> None:
-    """Twelve generations, each watched on two API replicas, run by two workers."""
+    """Twelve or more generations, each watched on two API replicas, run by two workers."""
     for _ in range(2):
         procs.worker(**_on(cluster))
     apis = [procs.api(**_on(cluster)) for _ in range(2)]
     for process in procs.started:
         process.wait_ready()  # type: ignore[attr-defined]  # workers and APIs both have it
 
-    gen_ids = [await create(apis[0].base_url, max_tokens=60) for _ in range(12)]
+    # Ids are random, so twelve may all miss one of three masters (2% of runs): go on
+    # until every master holds at least one, which ids do within a few dozen.
+    masters = {master.port for master in cluster.masters()}
+    gen_ids: list[str] = []
+    while len(gen_ids) < 12 or _holders(cluster, gen_ids) != masters:
+        assert len(gen_ids) < 60, "ids never reached every master: slots are not spread"
+        gen_ids.append(await create(apis[0].base_url, max_tokens=60))
     viewings = await asyncio.gather(
         *(watch(api.base_url, gen_id) for gen_id in gen_ids for api in apis)
     )
@@ -89,9 +100,6 @@ async def test_generations_spread_over_every_master_and_every_viewer_is_exact(
     for gen_id in gen_ids:
         assert (await status(apis[1].base_url, gen_id))["content"] == expected
 
-    # Every master holds some of these generations (12 random hash tags over 3 masters).
-    holders = {cluster.master_of(f"tokenrelay:{{{gen_id}}}:meta").port for gen_id in gen_ids}
-    assert holders == {master.port for master in cluster.masters()}
     for master in cluster.masters():
         assert int(command(master, "DBSIZE")) > 0
     # ...and nothing of a generation is on the control Redis, only the global indexes.

@@ -59,10 +59,11 @@ async def test_redis_restart_with_aof_loses_nothing(tmp_path: Path) -> None:
         # Nothing crashed: the same processes serve a new generation end to end.
         assert all(p.process.poll() is None for p in procs.started)
         # A worker whose poll loop never hit the (short) outage has nothing to resume
-        # from; every worker that paused must have resumed.
+        # from (its reaper or listeners may still have logged the outage); every
+        # worker whose job pickup paused must have resumed.
         await wait_for(
             lambda: all(
-                "Redis is back" in w.log() for w in workers if "Redis unavailable" in w.log()
+                "Redis is back" in w.log() for w in workers if "pausing job pickup" in w.log()
             ),
             what="paused workers to resume",
         )
