@@ -167,9 +167,10 @@ def _dropped_mid_command(exc: Exception) -> bool:
     """redis-py 5's cluster client disconnects every connection to a node that failed,
     including ones another task is writing on at that moment. That write then fails
     inside redis-py with an AttributeError (its writer is gone), or in the event
-    loop's transport with a RuntimeError (uvloop: "the handler is closed"), and two
-    concurrent topology refreshes can fail with a RuntimeError inside redis-py. Each
-    is a lost connection (a retry after it works), when raised during a redis-py call."""
+    loop's transport with a RuntimeError (uvloop: "the handler is closed"); a
+    topology refresh could fail with a RuntimeError inside redis-py too (the cause
+    seen is prevented by StreamsCluster, below). Each is a lost connection (a retry
+    after it works), when raised during a redis-py call."""
     frames = []
     tb = exc.__traceback__
     while tb is not None:
@@ -195,8 +196,38 @@ class _ClusterPipeline(ClusterPipeline):
             raise ClusterUnavailable("connection dropped mid-command") from exc
 
 
+class _SnapshotNodes(dict[str, ClusterNode]):
+    """A node table whose `values()` is a copy, safe to iterate across awaits.
+
+    redis-py's topology refresh awaits `CLUSTER SLOTS` inside a loop over its
+    startup nodes, while any failing command removes its node from that table:
+    iterating the live view then raises "dictionary changed size during iteration"
+    and the refresh fails, again and again, for as long as commands keep failing.
+    """
+
+    def values(self) -> list[ClusterNode]:  # type: ignore[override]  # a list, not a view
+        return list(super().values())
+
+
 class StreamsCluster(RedisCluster):
-    """redis-py's cluster client whose every failure is a `RedisError`."""
+    """redis-py's cluster client whose every failure is a `RedisError`, and that can
+    always find the cluster again after a failover.
+
+    redis-py forgets a node as a place to discover the topology from each time a
+    command to it fails, and only relearns the node list on a successful refresh.
+    When a master dies, the disconnects it triggers make commands to live nodes fail
+    too, which can empty that list: the client then reports the cluster unreachable
+    forever, although every other node answers. So before each refresh, every node
+    this client has ever seen (and the configured seeds) is a place to ask again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        manager = self.nodes_manager
+        manager.startup_nodes = _SnapshotNodes(manager.startup_nodes)
+        self._known: dict[str, tuple[str, int]] = {
+            name: (node.host, int(node.port)) for name, node in manager.startup_nodes.items()
+        }
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -209,11 +240,23 @@ class StreamsCluster(RedisCluster):
             raise ClusterUnavailable("connection dropped mid-command") from exc
 
     async def initialize(self) -> StreamsCluster:
+        if self._initialize:
+            self._remember_every_node()
         try:
             await super().initialize()
         except RedisClusterException as exc:
             raise ClusterUnavailable(str(exc)) from exc
+        self._known.update(
+            (name, (node.host, int(node.port)))
+            for name, node in self.nodes_manager.nodes_cache.items()
+        )
         return self
+
+    def _remember_every_node(self) -> None:
+        manager = self.nodes_manager
+        for name, (host, port) in self._known.items():
+            if name not in manager.startup_nodes:
+                manager.startup_nodes[name] = ClusterNode(host, port, **manager.connection_kwargs)
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         if transaction or shard_hint:
@@ -251,7 +294,8 @@ def streams_client(
     if settings.streams_on_cluster:
         userinfo = settings.streams_redis_url.split("://", 1)[1].split("/", 1)[0]
         username, _, password = userinfo.rpartition("@")[0].partition(":")
-        cluster: RedisCluster = StreamsCluster(
+        # redis-py declares connection_pool abstract on its cluster client, which has none.
+        cluster: RedisCluster = StreamsCluster(  # type: ignore[abstract]
             startup_nodes=cluster_nodes(settings.streams_redis_url),
             decode_responses=True,
             max_connections=max_connections or settings.redis_max_connections,

@@ -141,11 +141,6 @@ async def test_hub_commands_per_event_do_not_grow_with_viewers(
     assert one_commands < one_delivered / 4
 
 
-@pytest.mark.skip(
-    reason="flaky: after the master is killed, redis-py 5's async cluster client can break "
-    "its own topology refresh (concurrent initialize), and the API then answers 503 until "
-    "restarted; passes alone, hangs in some runs. Issue 14 stays open for it."
-)
 @pytest.mark.timeout(300)  # a cluster, four processes and a failover on two busy cores
 async def test_sigkill_of_a_master_mid_stream_viewers_on_two_replicas_stay_exact(
     procs: Processes, own_cluster: RedisCluster
