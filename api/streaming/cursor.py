@@ -6,7 +6,7 @@ import re
 
 from services.errors import InvalidRequest
 
-_ENTRY_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # ASCII digits only
 START = "0-0"
 
 

@@ -42,6 +42,8 @@ def test_entry_ids_are_accepted_and_normalized(raw: str, normalized: str) -> Non
         "1.5-0",
         f"{2**64}-0",
         "1-" + "9" * 21,
+        "\u0661\u0662-0",  # Arabic-Indic digits: int() reads them, an event id has none
+        "\uff11-0",  # a fullwidth 1
     ],
 )
 def test_malformed_cursors_are_a_400(raw: str) -> None:
