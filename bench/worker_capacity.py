@@ -1,0 +1,143 @@
+"""How many concurrent generations one worker process carries, and its CPU per token.
+
+Starts its own redis-server, one API and ONE worker, then creates C generations of
+`demo/story` at once (each T tokens, paced at 50 tokens/s like a real model) and
+waits for all of them. Reports, per concurrency:
+
+- queue wait: `started_at - created_at` of each generation (p50, p99, max): the
+  time a generation waited for a free slot in the worker;
+- the worker's CPU (user + system, from /proc) per token it published;
+- how long the whole batch took against the ideal (T / 50 tokens/s).
+
+    python -m bench.worker_capacity                 # 300 and 1,000 concurrent, 150 tokens
+    python -m bench.worker_capacity --quick         # 50 concurrent, 50 tokens
+    python -m bench.worker_capacity --concurrency 300 --tokens 150 --max-jobs 100
+
+The demo provider's own pacing (one timer per token) is part of the CPU measured:
+a real provider costs the worker a socket read and an SSE parse per token instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.faults.support import RedisServer
+from tests.support.processes import ApiProcess, WorkerProcess, stack_env
+
+TOKENS_PER_S = 50.0
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def _create(client: httpx.AsyncClient, tokens: int, n: int) -> str:
+    created = await client.post(
+        "/v1/generations",
+        json={
+            "model": "demo/story",
+            "max_tokens": tokens,
+            "messages": [{"role": "user", "content": f"story number {n}"}],
+        },
+    )
+    created.raise_for_status()
+    gen_id: str = created.json()["id"]
+    return gen_id
+
+
+async def _wait_all(client: httpx.AsyncClient, gen_ids: list[str]) -> list[dict[str, Any]]:
+    pending = set(gen_ids)
+    finished: dict[str, dict[str, Any]] = {}
+    while pending:
+        await asyncio.sleep(0.5)
+        for gen_id in list(pending):
+            status = (await client.get(f"/v1/generations/{gen_id}")).json()
+            if status["status"] in ("completed", "failed", "cancelled", "expired"):
+                finished[gen_id] = status
+                pending.discard(gen_id)
+    return [finished[gen_id] for gen_id in gen_ids]
+
+
+async def measure(concurrency: int, tokens: int, max_jobs: int | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as workdir:
+        redis = RedisServer(Path(workdir), appendonly=False)
+        redis.start()
+        extra = {"TOKENRELAY_DEMO_TOKENS_PER_S": str(TOKENS_PER_S)}
+        if max_jobs is not None:
+            extra["TOKENRELAY_WORKER_MAX_JOBS"] = str(max_jobs)
+        env = stack_env(redis.url, **extra)
+        worker, api = WorkerProcess(env), ApiProcess(env)
+        try:
+            worker.wait_ready(60)
+            api.wait_ready(60)
+            limits = httpx.Limits(max_connections=50)
+            client = httpx.AsyncClient(base_url=api.base_url, timeout=60, limits=limits)
+            async with client:
+                cpu_before = _cpu_s(worker.process.pid)
+                began = time.perf_counter()
+                gen_ids = await asyncio.gather(
+                    *(_create(client, tokens, n) for n in range(concurrency))
+                )
+                statuses = await _wait_all(client, list(gen_ids))
+                elapsed = time.perf_counter() - began
+                cpu = _cpu_s(worker.process.pid) - cpu_before
+        finally:
+            api.stop()
+            worker.stop()
+            redis.stop()
+    completed = [s for s in statuses if s["status"] == "completed"]
+    waits = [s["started_at"] - s["created_at"] for s in completed]
+    published = sum(len(s["content"].split()) for s in completed)
+    return {
+        "concurrency": concurrency,
+        "completed": len(completed),
+        "wait_p50_ms": statistics.median(waits) * 1000,
+        "wait_p99_ms": _percentile(waits, 0.99) * 1000,
+        "wait_max_ms": max(waits) * 1000,
+        "cpu_us_per_token": cpu / max(published, 1) * 1e6,
+        "elapsed_s": elapsed,
+        "ideal_s": tokens / TOKENS_PER_S,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--concurrency", type=int, action="append")
+    parser.add_argument("--tokens", type=int)
+    parser.add_argument("--max-jobs", type=int, help="TOKENRELAY_WORKER_MAX_JOBS (default: ours)")
+    args = parser.parse_args()
+    levels = args.concurrency or ([50] if args.quick else [300, 1000])
+    tokens = args.tokens or (50 if args.quick else 150)
+    print(
+        "| concurrent | completed | queue wait p50 / p99 / max (ms) "
+        "| worker CPU per token (µs) | batch took (s) | ideal (s) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for level in levels:
+        r = asyncio.run(measure(level, tokens, args.max_jobs))
+        print(
+            f"| {r['concurrency']} | {r['completed']} "
+            f"| {r['wait_p50_ms']:.0f} / {r['wait_p99_ms']:.0f} / {r['wait_max_ms']:.0f} "
+            f"| {r['cpu_us_per_token']:.0f} | {r['elapsed_s']:.1f} | {r['ideal_s']:.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
