@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 
 from services import keys
 from services.events import ErrorEvent, StoredEvent, Usage, encode_data, stored_event_from_entry
@@ -440,7 +441,7 @@ class GenerationStore:
             return result[0]  # type: ignore[no-any-return]  # 'fenced' or 'cancelled'
         return int(result[1])
 
-    async def publish(self, gen_id: str, token: str, batch: EventBatch) -> PublishOutcome:
+    def _publish_args(self, token: str, batch: EventBatch) -> list[Any]:
         args: list[Any] = [
             token,
             repr(time.time()),
@@ -456,8 +457,37 @@ class GenerationStore:
         ]
         for kind, data in batch.events:
             args.extend((kind, data))
-        outcome: PublishOutcome = await self._publish(keys=self._keys(gen_id), args=args)
+        return args
+
+    async def publish(self, gen_id: str, token: str, batch: EventBatch) -> PublishOutcome:
+        outcome: PublishOutcome = await self._publish(
+            keys=self._keys(gen_id), args=self._publish_args(token, batch)
+        )
         return outcome
+
+    async def publish_many(
+        self, writes: Sequence[tuple[str, str, EventBatch]]
+    ) -> list[PublishOutcome | RedisError]:
+        """Several generations' batches (gen_id, token, batch) in one round trip.
+
+        A pipeline of the same script `publish` runs, so each write is exactly what
+        `publish` would have done; one that fails alone (its own error reply) comes
+        back as that error, in its place. A lost connection raises, for all of them.
+        On a plain Redis only: a cluster client would split the pipeline by node and
+        fail every write when one node is down.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gen_id, token, batch in writes:
+                keys_ = self._keys(gen_id)
+                args = self._publish_args(token, batch)
+                pipe.evalsha(self._publish.sha, len(keys_), *keys_, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        outcomes: list[PublishOutcome | RedisError] = []
+        for (gen_id, token, batch), reply in zip(writes, replies, strict=True):
+            if isinstance(reply, NoScriptError):  # Redis restarted: load it, send this one again
+                reply = await self.publish(gen_id, token, batch)
+            outcomes.append(reply)
+        return outcomes
 
     async def renew_lease(self, gen_id: str, token: str, lease_ms: int) -> bool:
         return bool(await self._renew(keys=[keys.lease(gen_id)], args=[token, lease_ms]))

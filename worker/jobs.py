@@ -112,7 +112,7 @@ class GenerationRun:
 
     def _new_publisher(self) -> DeltaPublisher:
         return DeltaPublisher(
-            self.store,
+            self.runtime.publishes,
             self.gen_id,
             self.token,
             window_s=self.runtime.settings.coalesce_ms / 1000,

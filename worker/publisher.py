@@ -21,10 +21,11 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from typing import Protocol
 
 from services.events import DeltaEvent, ToolCallFragment, encode_data
 from services.generation import ToolCall
-from services.store import EventBatch, GenerationStore, PublishOutcome
+from services.store import EventBatch, PublishOutcome
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -34,6 +35,12 @@ def encodable(text: str) -> str:
     if text.isascii() or _SURROGATE.search(text) is None:
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+class PublishTarget(Protocol):
+    """Where batches go: the store itself, or the worker's group commit (worker/group_commit.py)."""
+
+    async def publish(self, gen_id: str, token: str, batch: EventBatch) -> PublishOutcome: ...
 
 
 class PublishRefused(Exception):
@@ -49,7 +56,7 @@ class DeltaPublisher:
 
     def __init__(
         self,
-        store: GenerationStore,
+        store: PublishTarget,
         gen_id: str,
         token: str,
         *,

@@ -16,6 +16,7 @@ from services.providers.base import Provider
 from services.redis_connections import StreamsClient, command_client, streams_client
 from services.store import GenerationStore
 from worker.cancel import CancelListener
+from worker.group_commit import GroupCommit
 from worker.metrics import WorkerMetrics
 from worker.reaper import Reaper
 
@@ -28,6 +29,8 @@ class WorkerRuntime:
     store: GenerationStore
     providers: dict[str, Provider]
     cancels: CancelListener
+    publishes: GroupCommit | GenerationStore
+    """Where every job's deltas are written: batched across jobs on a plain Redis."""
     reaper: Reaper | None = None
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
@@ -48,7 +51,10 @@ class WorkerRuntime:
         )
         cancels = CancelListener(store, reply_timeout_s=settings.redis_timeout_s)
         await cancels.start()
-        runtime = cls(settings, redis, store, providers, cancels)
+        publishes = GroupCommit.for_store(store)
+        if isinstance(publishes, GroupCommit):
+            publishes.start()
+        runtime = cls(settings, redis, store, providers, cancels, publishes)
         if settings.worker_metrics_port:
             runtime.metrics.serve(settings.worker_metrics_port)
         return runtime
@@ -63,6 +69,8 @@ class WorkerRuntime:
             await self.reaper.stop()
         self.metrics.close()
         await self.cancels.stop()
+        if isinstance(self.publishes, GroupCommit):
+            await self.publishes.stop()
         await close_providers(self.providers)
         streams: StreamsClient = self.store.redis
         if streams is not self.redis:

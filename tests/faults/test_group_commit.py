@@ -1,0 +1,129 @@
+"""The worker's group commit (worker/group_commit.py) on a real Redis.
+
+Many generations' publishes go out together; each must still land exactly once,
+get its own outcome (one generation's refusal is not another's), survive a Redis
+that forgot its scripts, and fail, all together, when the connection goes; and
+the sender must go on working after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from services import keys
+from services.generation import GenerationRequest
+from services.store import AttemptGrant, EventBatch, GenerationStore, PublishOutcome
+from tests.faults.support import RedisServer
+from worker.group_commit import GroupCommit
+
+LEASE_MS = 30_000
+
+
+class CountingStore(GenerationStore):
+    """The real store, counting the pipelines it sends (the round trips saved)."""
+
+    pipelines = 0
+
+    async def publish_many(
+        self, writes: Sequence[tuple[str, str, EventBatch]]
+    ) -> list[PublishOutcome | RedisError]:
+        self.pipelines += 1
+        return await super().publish_many(writes)
+
+
+@pytest.fixture()
+async def store(own_redis: RedisServer) -> AsyncIterator[CountingStore]:
+    redis = Redis.from_url(own_redis.url, decode_responses=True, socket_timeout=2)
+    try:
+        yield CountingStore(redis, retention_s=60, max_stream_events=1000)
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture()
+async def commit(store: CountingStore) -> AsyncIterator[GroupCommit]:
+    group = GroupCommit(store)
+    group.start()
+    try:
+        yield group
+    finally:
+        await group.stop()
+
+
+async def started(store: GenerationStore, token: str) -> str:
+    gen_id = keys.new_generation_id()
+    request = GenerationRequest.model_validate(
+        {"model": "demo/story", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    await store.create(gen_id, request, time.time())
+    assert isinstance(await store.begin_attempt(gen_id, token, LEASE_MS), AttemptGrant)
+    return gen_id
+
+
+def text_batch(text: str, batch_id: str) -> EventBatch:
+    return EventBatch([("delta", f'{{"text":"{text}"}}')], text, batch_id=batch_id)
+
+
+async def test_many_generations_share_round_trips_and_each_lands_once(
+    store: CountingStore, commit: GroupCommit
+) -> None:
+    gen_ids = [await started(store, f"token-{n}") for n in range(50)]
+
+    async def write_three(n: int, gen_id: str) -> list[PublishOutcome]:
+        return [
+            await commit.publish(gen_id, f"token-{n}", text_batch(f"{word}{n} ", f"t{n}:{i}"))
+            for i, word in enumerate(("one", "two", "three"))
+        ]
+
+    outcomes = await asyncio.gather(*(write_three(n, g) for n, g in enumerate(gen_ids)))
+    assert outcomes == [["ok", "ok", "ok"]] * 50
+    assert store.pipelines <= 10  # 150 writes; one round trip each before
+    for n, gen_id in enumerate(gen_ids):
+        status = await store.status(gen_id)
+        assert status is not None
+        assert status.content == f"one{n} two{n} three{n} "
+
+
+async def test_each_write_gets_its_own_outcome(store: CountingStore, commit: GroupCommit) -> None:
+    mine = await started(store, "token-a")
+    theirs = await started(store, "token-b")
+    fenced, ok = await asyncio.gather(
+        commit.publish(theirs, "a-stale-token", text_batch("stale ", "x:1")),
+        commit.publish(mine, "token-a", text_batch("fresh ", "a:1")),
+    )
+    assert (fenced, ok) == ("fenced", "ok")
+    their_status = await store.status(theirs)
+    assert their_status is not None and their_status.content == ""
+
+
+async def test_a_redis_that_forgot_its_scripts_is_taught_again(
+    store: CountingStore, commit: GroupCommit
+) -> None:
+    gen_id = await started(store, "token-a")
+    assert await commit.publish(gen_id, "token-a", text_batch("before ", "a:1")) == "ok"
+    await store.redis.script_flush()  # what a Redis restart does
+    assert await commit.publish(gen_id, "token-a", text_batch("after ", "a:2")) == "ok"
+    status = await store.status(gen_id)
+    assert status is not None and status.content == "before after "
+
+
+async def test_a_lost_connection_fails_the_waiting_writes_and_the_sender_goes_on(
+    own_redis: RedisServer, store: CountingStore, commit: GroupCommit
+) -> None:
+    gen_id = await started(store, "token-a")
+    own_redis.stop()
+    results = await asyncio.gather(
+        *(commit.publish(gen_id, "token-a", text_batch("lost ", f"a:{i}")) for i in range(5)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, RedisConnectionError) for result in results), results
+    own_redis.start()
+    gen_id = await started(store, "token-b")
+    assert await commit.publish(gen_id, "token-b", text_batch("back ", "b:1")) == "ok"
