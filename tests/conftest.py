@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
 from cli.redis_server import find_redis_server, private_redis
+from tests.faults.support import RedisServer
 from tests.support.processes import stack_env
 
 # Re-exported for the test modules that still import them from here; new code
@@ -45,3 +47,14 @@ def stack(redis_url: str) -> Iterator[Stack]:
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture()
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, without persistence: to stop, kill or restart."""
+    server = RedisServer(tmp_path, appendonly=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

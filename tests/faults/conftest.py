@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.faults.support import Processes, RedisServer, fault_env
-
-
-@pytest.fixture()
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server without persistence, on a port of this test's own."""
-    server = RedisServer(tmp_path, appendonly=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.faults.support import Processes, RedisServer, fault_env  # own_redis: tests/conftest.py
 
 
 @pytest.fixture()
