@@ -147,6 +147,8 @@ async def fanout(
             await store.publish(gen_id, token, done)
         await asyncio.wait_for(asyncio.gather(*viewers), 120)
         cpu = _cpu_s(api.pid) - cpu_before
+        await store.redis.aclose()
+        await store.control.aclose()
         calls = _command_calls(ports)
         latencies.sort()
         return {
