@@ -3,6 +3,8 @@
 A real Sentinel group (master, replica, three Sentinels) holds arq's queue and the
 global indexes; generations live on the session's cluster. Jobs queued before the
 kill still run after the failover, new requests work, and every text is exact.
+Without a streams Redis, the generations live under Sentinel too: a master killed
+while they stream costs an attempt (a `reset`), never a viewer's exact text.
 """
 
 from __future__ import annotations
@@ -29,17 +31,27 @@ def sentinels() -> Iterator[SentinelGroup]:
         yield group
 
 
-@pytest.fixture()
-def procs(sentinels: SentinelGroup, cluster: RedisCluster) -> Iterator[Processes]:
-    env = fault_env(
+def _sentinel_env(sentinels: SentinelGroup, **overrides: str) -> dict[str, str]:
+    return fault_env(
         # The host here is never used: the Sentinels name the master.
         "redis://unused.invalid:6379/0",
         TOKENRELAY_REDIS_SENTINELS=sentinels.addresses,
         TOKENRELAY_REDIS_SENTINEL_MASTER=sentinels.name,
-        TOKENRELAY_STREAMS_REDIS_URL=cluster.url,
         TOKENRELAY_REDIS_TIMEOUT_S="2",
+        **overrides,
     )
-    processes = Processes(env)
+
+
+@pytest.fixture()
+def procs(sentinels: SentinelGroup, cluster: RedisCluster) -> Iterator[Processes]:
+    processes = Processes(_sentinel_env(sentinels, TOKENRELAY_STREAMS_REDIS_URL=cluster.url))
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture()
+def procs_all_on_sentinel(sentinels: SentinelGroup) -> Iterator[Processes]:
+    processes = Processes(_sentinel_env(sentinels))
     yield processes
     processes.stop_all()
 
@@ -67,3 +79,38 @@ async def test_sigkill_of_the_sentinel_master_queued_jobs_still_run(
         assert viewing.kinds[-1] == "done"
         assert assemble_text(viewing.events) == expected_story(30)
         assert (await status(api.base_url, gen_id))["status"] == "completed"
+
+
+@pytest.mark.timeout(240)
+async def test_sigkill_of_the_sentinel_master_mid_stream_viewers_stay_exact(
+    procs_all_on_sentinel: Processes, sentinels: SentinelGroup
+) -> None:
+    procs = procs_all_on_sentinel
+    workers = [procs.worker() for _ in range(2)]
+    apis = [procs.api() for _ in range(2)]
+    for worker in workers:
+        worker.wait_ready(timeout_s=90)
+    for api in apis:
+        api.wait_ready(timeout_s=90)
+    gen_ids = [await create(apis[0].base_url, max_tokens=200) for _ in range(3)]
+    watching = [
+        asyncio.create_task(watch(api.base_url, gen_id, timeout_s=150))
+        for gen_id in gen_ids
+        for api in apis
+    ]
+
+    async def has_output() -> bool:
+        return bool((await status(apis[0].base_url, gen_ids[0]))["content"])
+
+    await wait_for(has_output, what="output before the kill")
+    sentinels.master.kill()
+
+    viewings = await asyncio.gather(*watching)
+    expected = expected_story(200)
+    for viewing in viewings:
+        assert viewing.kinds[-1] == "done", viewing.kinds[-3:]
+        assert assemble_text(viewing.events) == expected
+    for gen_id in gen_ids:
+        final = await status(apis[1].base_url, gen_id)
+        assert (final["status"], final["content"]) == ("completed", expected)
+    assert sentinels.current_master_port() == sentinels.replica.port
