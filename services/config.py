@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(
         default=0, ge=0, le=65535, description="worker /metrics HTTP port; 0 = off"
     )
-    worker_max_jobs: int = Field(default=100, ge=1)
+    worker_max_jobs: int = Field(
+        default=1000, ge=1, description="a ceiling; the worker takes jobs while its loop keeps up"
+    )
     worker_poll_s: float = Field(
         default=0.5,
         gt=0,

@@ -10,6 +10,10 @@ also waits for Redis as long as it takes, rather than arq's five seconds.
 Its Redis client is built by services/redis_connections.py, not by arq, whose
 own pool has no reply timeout: a poll on a half-open connection would otherwise
 wait forever, and the worker would never pick up a job again.
+
+It also takes jobs only while its event loop keeps up (worker/load.py), at most
+`JOBS_PER_POLL` at a time, so a burst of requests spreads over the workers that
+have room instead of piling onto the first one to poll.
 """
 
 from __future__ import annotations
@@ -23,8 +27,13 @@ from redis.exceptions import RedisError
 
 from services.background import Backoff, until_redis_answers
 from services.job_wakeups import JobWakeups
+from worker.load import LoopLag
 
 log = logging.getLogger(__name__)
+
+JOBS_PER_POLL = 50
+"""Jobs started in one poll: the loop's lag is looked at again before the next ones."""
+_SLICE = 10
 
 
 class ResilientWorker(Worker):
@@ -34,6 +43,7 @@ class ResilientWorker(Worker):
         self._backoff = Backoff(first_s=0.1, cap_s=5.0)
         self._reply_timeout_s = reply_timeout_s
         self._wakeups: JobWakeups | None = None
+        self.load = LoopLag()
 
     async def main(self) -> None:
         """arq's `main`, but the poll waits for a job to be announced
@@ -45,6 +55,7 @@ class ResilientWorker(Worker):
         self.ctx["redis"] = self.pool
         wakeups = self._wakeups = JobWakeups(self.pool, reply_timeout_s=self._reply_timeout_s)
         wakeups.start()
+        self.load.start()
         try:
             if self.on_startup:
                 await self.on_startup(self.ctx)
@@ -52,6 +63,7 @@ class ResilientWorker(Worker):
                 await self._poll_iteration()
                 await wakeups.wait(self.poll_delay_s)
         finally:
+            await self.load.stop()
             await wakeups.stop()
 
     async def run_job(self, job_id: str, score: int) -> None:
@@ -60,6 +72,24 @@ class ResilientWorker(Worker):
         finally:
             if self._wakeups is not None:
                 self._wakeups.poke()  # a slot is free: take the next queued job now
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's `start_jobs`, for the jobs this process can carry now (worker/load.py).
+
+        arq lists running jobs with the queued ones (a job leaves the queue when it
+        ends), so the ids go through in small slices until `JOBS_PER_POLL` have
+        started here or the loop falls behind; the rest stay queued, untouched
+        (arq claims a job only when it starts it).
+        """
+        running_before = self.job_counter
+        for at in range(0, len(job_ids), _SLICE):
+            if self.job_counter > 0 and self.load.saturated:
+                return
+            if self.job_counter - running_before >= JOBS_PER_POLL:
+                if self._wakeups is not None:
+                    self._wakeups.poke()  # more may be waiting: look again after this turn
+                return
+            await super().start_jobs(job_ids[at : at + _SLICE])
 
     async def _until_redis_answers(self) -> None:
         await until_redis_answers(self.pool.ping, what="worker start-up", log=log)
