@@ -1,12 +1,15 @@
 """How many concurrent generations one worker process carries, and its CPU per token.
 
-Starts its own redis-server, one API and ONE worker, then creates C generations of
-`demo/story` at once (each T tokens, paced at 50 tokens/s like a real model) and
-waits for all of them. Reports, per concurrency:
+Starts its own redis-server, one API and one worker (`--workers N` for more),
+then creates C generations of `demo/story` at once (each T tokens, paced at 50
+tokens/s like a real model) and waits for all of them. Reports, per concurrency:
 
 - queue wait: `started_at - created_at` of each generation (p50, p99, max): the
   time a generation waited for a free slot in the worker;
-- the worker's CPU (user + system, from /proc) per token it published;
+- stream time: `finished_at - started_at` (p50, p99) against the model's own
+  T / 50 tokens/s: how far a running generation falls behind its model when the
+  worker is short of CPU (its viewers see the tokens that late);
+- the workers' CPU (user + system, from /proc) per token they published;
 - how long the whole batch took against the ideal (T / 50 tokens/s).
 
     python -m bench.worker_capacity                 # 300 and 1,000 concurrent, 150 tokens
@@ -73,7 +76,9 @@ async def _wait_all(client: httpx.AsyncClient, gen_ids: list[str]) -> list[dict[
     return [finished[gen_id] for gen_id in gen_ids]
 
 
-async def measure(concurrency: int, tokens: int, max_jobs: int | None) -> dict[str, Any]:
+async def measure(
+    concurrency: int, tokens: int, max_jobs: int | None, workers: int = 1
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as workdir:
         redis = RedisServer(Path(workdir), appendonly=False)
         redis.start()
@@ -81,27 +86,30 @@ async def measure(concurrency: int, tokens: int, max_jobs: int | None) -> dict[s
         if max_jobs is not None:
             extra["TOKENRELAY_WORKER_MAX_JOBS"] = str(max_jobs)
         env = stack_env(redis.url, **extra)
-        worker, api = WorkerProcess(env), ApiProcess(env)
+        pool, api = [WorkerProcess(env) for _ in range(workers)], ApiProcess(env)
         try:
-            worker.wait_ready(60)
+            for worker in pool:
+                worker.wait_ready(60)
             api.wait_ready(60)
             limits = httpx.Limits(max_connections=50)
             client = httpx.AsyncClient(base_url=api.base_url, timeout=60, limits=limits)
             async with client:
-                cpu_before = _cpu_s(worker.process.pid)
+                cpu_before = sum(_cpu_s(worker.process.pid) for worker in pool)
                 began = time.perf_counter()
                 gen_ids = await asyncio.gather(
                     *(_create(client, tokens, n) for n in range(concurrency))
                 )
                 statuses = await _wait_all(client, list(gen_ids))
                 elapsed = time.perf_counter() - began
-                cpu = _cpu_s(worker.process.pid) - cpu_before
+                cpu = sum(_cpu_s(worker.process.pid) for worker in pool) - cpu_before
         finally:
             api.stop()
-            worker.stop()
+            for worker in pool:
+                worker.stop()
             redis.stop()
     completed = [s for s in statuses if s["status"] == "completed"]
     waits = [s["started_at"] - s["created_at"] for s in completed]
+    streams = [s["finished_at"] - s["started_at"] for s in completed]
     published = sum(len(s["content"].split()) for s in completed)
     return {
         "concurrency": concurrency,
@@ -109,6 +117,8 @@ async def measure(concurrency: int, tokens: int, max_jobs: int | None) -> dict[s
         "wait_p50_ms": statistics.median(waits) * 1000,
         "wait_p99_ms": _percentile(waits, 0.99) * 1000,
         "wait_max_ms": max(waits) * 1000,
+        "stream_p50_s": statistics.median(streams),
+        "stream_p99_s": _percentile(streams, 0.99),
         "cpu_us_per_token": cpu / max(published, 1) * 1e6,
         "elapsed_s": elapsed,
         "ideal_s": tokens / TOKENS_PER_S,
@@ -121,19 +131,21 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, action="append")
     parser.add_argument("--tokens", type=int)
     parser.add_argument("--max-jobs", type=int, help="TOKENRELAY_WORKER_MAX_JOBS (default: ours)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     args = parser.parse_args()
     levels = args.concurrency or ([50] if args.quick else [300, 1000])
     tokens = args.tokens or (50 if args.quick else 150)
     print(
-        "| concurrent | completed | queue wait p50 / p99 / max (ms) "
+        "| concurrent | completed | queue wait p50 / p99 / max (ms) | stream time p50 / p99 (s) "
         "| worker CPU per token (µs) | batch took (s) | ideal (s) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for level in levels:
-        r = asyncio.run(measure(level, tokens, args.max_jobs))
+        r = asyncio.run(measure(level, tokens, args.max_jobs, args.workers))
         print(
             f"| {r['concurrency']} | {r['completed']} "
             f"| {r['wait_p50_ms']:.0f} / {r['wait_p99_ms']:.0f} / {r['wait_max_ms']:.0f} "
+            f"| {r['stream_p50_s']:.1f} / {r['stream_p99_s']:.1f} "
             f"| {r['cpu_us_per_token']:.0f} | {r['elapsed_s']:.1f} | {r['ideal_s']:.1f} |",
             flush=True,
         )

@@ -31,3 +31,16 @@ def test_quick_benchmark_runs_and_reports_both_systems(tmp_path: Path) -> None:
     assert "| hub |" in finished.stdout and "| naive |" in finished.stdout
     figures = json.loads(out.read_text())
     assert figures, "the benchmark saved its figures"
+
+
+@pytest.mark.timeout(200)
+def test_quick_worker_capacity_runs_and_completes_every_generation() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.worker_capacity", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "| 50 | 50 |" in finished.stdout, finished.stdout  # 50 created, 50 completed
