@@ -17,6 +17,7 @@ from services.providers import build_providers
 from services.redis_checks import warn_about_redis_settings
 from services.redis_connections import queue_client
 from worker.jobs import run_generation
+from worker.load import LoopLag
 from worker.resilient import ResilientWorker
 from worker.runtime import WorkerRuntime
 
@@ -30,6 +31,8 @@ def build_worker(settings: Settings) -> Worker:
         runtime = await WorkerRuntime.start(settings, build_providers(settings))
         runtime.start_reaper(ctx["redis"], keys.GENERATION_JOB)
         ctx["runtime"] = runtime
+        load: LoopLag = ctx["load"]
+        runtime.metrics.loop_lag.set_function(lambda: load.lag_s)
         await warn_about_redis_settings(runtime.redis, "worker")
         log.info("tokenrelay worker ready on queue %s", settings.queue_name)
 

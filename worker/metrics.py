@@ -11,6 +11,8 @@ failed scrape (`up == 0`) instead of its last pushed figures living on.
 - `tokenrelay_worker_inter_token_seconds`: gaps between consecutive chunks.
 - `tokenrelay_worker_tokens_published_total{provider}`: chunks handed to the publisher.
 - `tokenrelay_worker_provider_errors_total{provider,type}`: failures by public error type.
+- `tokenrelay_worker_loop_lag_seconds`: how late the event loop runs its timers
+  (smoothed); past 0.05 the worker takes no new job (worker/load.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import AsyncGenerator
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from services.providers.base import FinishChunk, ProviderChunk
 
@@ -56,6 +58,11 @@ class WorkerMetrics:
             "tokenrelay_worker_provider_errors",
             "Provider failures by public error type.",
             ["provider", "type"],
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "tokenrelay_worker_loop_lag_seconds",
+            "How late the event loop runs its timers (smoothed); new jobs wait past 0.05.",
             registry=r,
         )
         self._server: WSGIServer | None = None

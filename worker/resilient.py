@@ -53,6 +53,7 @@ class ResilientWorker(Worker):
             "Starting worker for %d functions: %s", len(self.functions), ", ".join(self.functions)
         )
         self.ctx["redis"] = self.pool
+        self.ctx["load"] = self.load
         wakeups = self._wakeups = JobWakeups(self.pool, reply_timeout_s=self._reply_timeout_s)
         wakeups.start()
         self.load.start()

@@ -47,3 +47,6 @@ async def test_worker_exports_token_timing_and_provider_errors(
         )
         == 1
     )
+    # The event loop's lag is reported (a small figure on an idle worker, never negative).
+    assert "\ntokenrelay_worker_loop_lag_seconds " in metrics
+    assert 0 <= metric_value(metrics, "tokenrelay_worker_loop_lag_seconds") < 5
