@@ -17,7 +17,7 @@ from tests.support.stack import Stack
 
 @pytest.fixture()
 def second_api(stack: Stack) -> Iterator[ApiProcess]:
-    api = ApiProcess(stack_env(stack.redis_url)).wait_ready()
+    api = ApiProcess(stack.env).wait_ready()
     yield api
     api.stop()
 
@@ -25,7 +25,7 @@ def second_api(stack: Stack) -> Iterator[ApiProcess]:
 async def test_viewer_resumes_on_another_replica_after_sigkill(
     stack: Stack, second_api: ApiProcess
 ) -> None:
-    doomed = ApiProcess(stack_env(stack.redis_url)).wait_ready()
+    doomed = ApiProcess(stack.env).wait_ready()
     prompt = "replicas are interchangeable"
     body = {
         "model": "demo/story",

@@ -11,7 +11,7 @@ import pytest
 
 from services.providers.demo import story_tokens
 from tests.frontdoors.viewers import anthropic_view, message_text, openai_view
-from tests.support.processes import ApiProcess, stack_env
+from tests.support.processes import ApiProcess
 from tests.support.stack import Stack
 
 
@@ -19,7 +19,7 @@ async def test_openai_stream_cut_by_shutdown_resumes_elsewhere(
     stack: Stack, openai_client: openai.AsyncOpenAI
 ) -> None:
     prompt, tokens = "outlive the replica", 600
-    replica = ApiProcess(stack_env(stack.redis_url)).wait_ready()
+    replica = ApiProcess(stack.env).wait_ready()
     try:
         async with openai.AsyncOpenAI(
             base_url=f"{replica.base_url}/v1", api_key="unused", max_retries=0
@@ -51,7 +51,7 @@ async def test_anthropic_stream_cut_by_shutdown_resumes_elsewhere(
     stack: Stack, anthropic_client: anthropic.AsyncAnthropic
 ) -> None:
     prompt, tokens = "outlive the replica too", 600
-    replica = ApiProcess(stack_env(stack.redis_url)).wait_ready()
+    replica = ApiProcess(stack.env).wait_ready()
     try:
         async with anthropic.AsyncAnthropic(
             base_url=replica.base_url, api_key="unused", max_retries=0
@@ -79,7 +79,7 @@ async def test_anthropic_stream_cut_by_shutdown_resumes_elsewhere(
 
 async def test_waiting_non_streaming_request_is_told_the_replica_shuts_down(stack: Stack) -> None:
     prompt, tokens = "outlive the replica, no stream", 2000
-    replica = ApiProcess(stack_env(stack.redis_url)).wait_ready()
+    replica = ApiProcess(stack.env).wait_ready()
     try:
         async with openai.AsyncOpenAI(
             base_url=f"{replica.base_url}/v1", api_key="unused", max_retries=0

@@ -11,7 +11,7 @@ import pytest
 from openai.types.responses import FunctionToolParam, ResponseInputParam
 
 from services.providers.demo import story_tokens
-from tests.support.processes import ApiProcess, stack_env
+from tests.support.processes import ApiProcess
 from tests.support.sse import read_sse
 from tests.support.stack import Stack
 
@@ -276,7 +276,7 @@ async def test_background_resume_across_a_sigkilled_replica(
     stack: Stack, openai_client: openai.AsyncOpenAI
 ) -> None:
     prompt, tokens = "outlive a killed replica", 400
-    replica = ApiProcess(stack_env(stack.redis_url)).wait_ready()
+    replica = ApiProcess(stack.env).wait_ready()
     received, last = "", -1
     try:
         async with openai.AsyncOpenAI(

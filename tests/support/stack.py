@@ -17,11 +17,15 @@ from tests.support.processes import ApiProcess, WorkerProcess
 class Stack:
     """The processes of a running stack, and where to reach it."""
 
-    def __init__(self, api: ApiProcess, worker: WorkerProcess, redis_url: str) -> None:
+    def __init__(
+        self, api: ApiProcess, worker: WorkerProcess, redis_url: str, env: dict[str, str]
+    ) -> None:
         self.api = api
         self.worker = worker
         self.redis_url = redis_url
         self.base_url = api.base_url
+        self.env = env
+        """The processes' environment: another replica of this stack starts with it."""
 
 
 @contextlib.contextmanager
@@ -32,7 +36,7 @@ def running_stack(redis_url: str, env: dict[str, str]) -> Iterator[Stack]:
     try:
         worker.wait_ready()
         api.wait_ready()
-        yield Stack(api, worker, redis_url)
+        yield Stack(api, worker, redis_url, env)
     finally:
         api.stop()
         worker.stop()
