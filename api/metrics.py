@@ -24,8 +24,9 @@ Names and what they answer:
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
@@ -36,6 +37,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from services.events import StoredEvent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -148,10 +151,11 @@ class DeliveryStats:
     """Events written and their publish-to-send lag, counted without locks: every
     update and every scrape runs on the API process's event loop."""
 
-    __slots__ = ("buckets", "count", "lag_sum")
+    __slots__ = ("buckets", "count", "direct_count", "lag_sum")
 
     def __init__(self) -> None:
         self.count = 0
+        self.direct_count = 0
         self.lag_sum = 0.0
         self.buckets = [0] * (len(_LAG_BUCKETS) + 1)
 
@@ -159,6 +163,13 @@ class DeliveryStats:
         self.count += 1
         self.lag_sum += lag_s
         self.buckets[bisect_left(_LAG_BUCKETS, lag_s)] += 1
+
+    def add_direct(self, events: Sequence[StoredEvent]) -> None:
+        """`events` written to one connection by the hub itself (api/streaming/direct.py)."""
+        now = time.time()
+        for event in events:
+            self.add(max(0.0, now - int(event.id.partition("-")[0]) / 1000))
+        self.direct_count += len(events)
 
 
 class _DeliveryCollector(Collector):
@@ -172,6 +183,12 @@ class _DeliveryCollector(Collector):
         )
         delivered.add_metric([], stats.count)
         yield delivered
+        direct = CounterMetricFamily(
+            "tokenrelay_sse_events_delivered_direct",
+            "Of those, events the hub wrote itself, in one pass over a stream's viewers.",
+        )
+        direct.add_metric([], stats.direct_count)
+        yield direct
         cumulative, buckets = 0, []
         for bound, count in zip((*_LAG_BUCKETS, float("inf")), stats.buckets, strict=True):
             cumulative += count

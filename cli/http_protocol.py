@@ -29,6 +29,10 @@ both, but the API may face clients directly, so the bound lives in the server.
   earlier request on the same connection is still being sent (pipelining), the
   error would corrupt it, so the connection is just closed.
 
+Each request's scope also carries the `tokenrelay.direct_body` extension, through
+which the hub writes live SSE events to many connections in one pass
+(api/streaming/direct.py says when, and why it is the same bytes).
+
 `bounded_http_protocol(max_head_bytes, head_timeout_s)` gives the class to pass as
 `uvicorn.Config(http=...)`; subclassing uvicorn's protocol keeps its parsing,
 keep-alive, pipelining, flow control and graceful shutdown exactly as they are.
@@ -41,15 +45,46 @@ import json
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from api.errors import error_body
+from api.streaming import direct
 
 # Bytes of a head that are not in the URL or in a header's name and value: the method,
 # the spaces and version of the request line, ": " and CRLF per header, the final CRLF.
 _REQUEST_LINE_OVERHEAD = 20
 _HEADER_OVERHEAD = 4
+
+
+class _ChunkWriter:
+    """The `tokenrelay.direct_body` extension of one request (api/streaming/direct.py):
+    a body chunk written to the connection exactly as the cycle's `send` would, but
+    only while that is the same thing: the response started, chunked, not complete,
+    its client connected and reading (not flow-paused)."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+
+    def write_chunk(self, chunk: bytes) -> bool:
+        cycle = self._cycle
+        if (
+            not cycle.response_started
+            or cycle.response_complete
+            or cycle.disconnected
+            or not cycle.chunked_encoding
+            or cycle.flow.write_paused
+            or cycle.transport.is_closing()
+        ):
+            return False
+        cycle.transport.write(chunk)
+        return True
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -115,6 +150,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(431, f"request line and headers over {self.max_head_bytes} bytes")
             return
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # this request's, not a queued one's
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions[direct.EXTENSION] = _ChunkWriter(cycle)
 
     def on_body(self, body: bytes) -> None:
         self._maybe_trailers = False

@@ -12,8 +12,10 @@ from api.deps import Authenticated, StateDep
 from api.doors.stream import joined_door_stream, joined_responses_stream
 from api.errors import ErrorAnswer, documented_errors
 from api.formats import make_format
+from api.formats.native import NativeFormat
 from api.routes.generations import load_status
 from api.streaming.cursor import START, cursor_key, parse_cursor
+from api.streaming.direct import DirectSink
 from api.streaming.sse import event_stream, refuse_stream
 from services.errors import InvalidRequest
 from services.generation import GenerationStatus
@@ -84,8 +86,13 @@ async def stream_events(
         if is_finished(snapshot.status) and snapshot.last_event_id:
             # Replay the terminal event after the snapshot, so the stream still ends.
             cursor = _just_before(snapshot.last_event_id)
-    feed = state.hub.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s)
-    return event_stream(state, feed, fmt, preamble=preamble, headers={"X-Generation-Id": gen_id})
+    # Native viewers share one encoding of each event, so the hub may write their
+    # live events itself (api/streaming/direct.py); other formats keep state per viewer.
+    sink = DirectSink() if type(fmt) is NativeFormat else None
+    feed = state.hub.follow(gen_id, cursor, idle_s=state.settings.heartbeat_s, sink=sink)
+    return event_stream(
+        state, feed, fmt, preamble=preamble, headers={"X-Generation-Id": gen_id}, sink=sink
+    )
 
 
 async def _finished(state: StateDep, status: GenerationStatus) -> bool:

@@ -71,6 +71,7 @@ from redis.exceptions import RedisError
 
 from api.metrics import ApiMetrics
 from api.streaming.cursor import START, cursor_key
+from api.streaming.direct import DirectSink, chunked, native_frame
 from services import keys
 from services.background import BackgroundLoop, Backoff
 from services.events import StoredEvent, stored_event_from_entry
@@ -114,10 +115,14 @@ class Viewer:
         "capacity",
         "closed",
         "detached",
+        "direct",
+        "direct_last",
         "failed",
         "gen_id",
         "idle_s",
+        "position",
         "queued",
+        "sink",
         "waiting_since",
     )
 
@@ -132,6 +137,16 @@ class Viewer:
         self.waiting_since = 0.0
         self._batches: deque[list[StoredEvent]] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self.sink: DirectSink | None = None
+        """Where the hub may write this viewer's live events itself (api/streaming/direct.py)."""
+        self.direct = False
+        """True while parked on an empty queue with a sink: the hub writes, not the queue."""
+        self.direct_last: str | None = None
+        """The id of the last event the hub wrote directly, until the viewer takes note."""
+        self.position = (0, 0)
+        """The cursor (as a key) of the last event this viewer's client was given: the
+        hub writes directly only what comes after it (a live batch can overlap what
+        the viewer already read from Redis; the queue path filters that out too)."""
 
     def offer(self, batch: list[StoredEvent]) -> bool:
         """Queue `batch` unless that would pass the bound. Never blocks."""
@@ -167,10 +182,14 @@ class Viewer:
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
             self.waiting_since = loop.time()
+            # Everything given to this viewer so far has been written: the hub may
+            # write what comes next straight to its connection.
+            self.direct = self.sink is not None
             try:
                 await waiter
             finally:
                 self._waiter = None
+                self.direct = False
             if self.closed:
                 return CLOSED
             if not self._batches:
@@ -184,8 +203,12 @@ class Viewer:
         self._batches.clear()
         self.queued = 0
         self.detached = False
+        self.direct = False
 
     def wake(self) -> None:
+        # From here until its task has run, the viewer is no longer waiting with
+        # everything written: whatever comes next goes through its queue, in order.
+        self.direct = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -306,12 +329,15 @@ class StreamHub:
             self._notify(gen_id)
 
     async def follow(
-        self, gen_id: str, cursor: str, *, idle_s: float
+        self, gen_id: str, cursor: str, *, idle_s: float, sink: DirectSink | None = None
     ) -> AsyncGenerator[StoredEvent | None, None]:
         """Events after `cursor`, oldest first; `None` after `idle_s` of quiet (send a
-        heartbeat); ends after the terminal event, or early when the hub closes."""
+        heartbeat); ends after the terminal event, or early when the hub closes.
+        With a `sink`, live events may instead be written by the hub straight to the
+        response (api/streaming/direct.py); they are then not yielded here."""
         async with self.subscribe(gen_id) as viewer:
             viewer.idle_s = idle_s
+            viewer.sink = sink
             self._idle_check_s = min(self._idle_check_s, idle_s / 4)
             last = cursor
             while not viewer.closed:
@@ -341,7 +367,11 @@ class StreamHub:
                 # 3. Live, until the stream ends, the queue overflows or the hub closes.
                 last_key = cursor_key(last)
                 while True:
+                    viewer.position = last_key
                     batch = await viewer.next_batch()
+                    if viewer.direct_last is not None:  # the hub wrote these itself
+                        last, viewer.direct_last = viewer.direct_last, None
+                        last_key = cursor_key(last)
                     if batch is IDLE:
                         yield None
                         continue
@@ -510,7 +540,19 @@ class StreamHub:
         if not batch:
             return
         tail.cursor = batch[-1].id
+        framed: bytes | None = None  # the batch as one HTTP chunk, built for the first taker
+        first, end = cursor_key(batch[0].id), cursor_key(batch[-1].id)
         for viewer in list(tail.viewers):
+            if viewer.direct and first > viewer.position and not batch[-1].is_terminal:
+                assert viewer.sink is not None
+                if framed is None:
+                    framed = chunked(b"".join(native_frame(event) for event in batch))
+                if viewer.sink.write(framed):
+                    viewer.direct_last = batch[-1].id
+                    viewer.position = end
+                    self._metrics.delivery.add_direct(batch)
+                    continue
+                viewer.direct = False  # its client is not reading: the queue, as before
             if not viewer.offer(batch):
                 tail.viewers.discard(viewer)
                 viewer.detach()

@@ -34,7 +34,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
-from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
 from redis.exceptions import RedisError
@@ -48,6 +47,7 @@ from api.formats.base import StreamFormat
 from api.formats.native import NativeFormat
 from api.metrics import ApiMetrics
 from api.streaming.capacity import ConnectionGate, Refusal
+from api.streaming.direct import EXTENSION, BodyWriter, DirectSink, native_frame
 from services.background import BackgroundLoop
 from services.events import StoredEvent
 
@@ -81,11 +81,6 @@ REDIS_LOST_RETRY_MS = 1000
 Feed = AsyncGenerator[StoredEvent | None, None]
 
 
-@lru_cache(maxsize=8192)
-def _native_frame(event: StoredEvent) -> bytes:
-    return NativeFormat().encode(event)
-
-
 def drain_retry() -> bytes:
     """A short `retry:` with jitter, so reconnects after a drain spread out."""
     return f"retry: {DRAIN_RETRY_MS + random.randint(0, 4 * DRAIN_RETRY_MS)}\n\n".encode()
@@ -117,7 +112,7 @@ async def sse_body(
                     next_ping = time.monotonic() + heartbeat_s
                 if item is None:
                     continue
-            chunk = _native_frame(item) if native else fmt.encode(item)
+            chunk = native_frame(item) if native else fmt.encode(item)
             if delivery is not None:
                 delivery.add(max(0.0, time.time() - int(item.id.partition("-")[0]) / 1000))
             if chunk:
@@ -153,9 +148,11 @@ class EventStreamResponse(Response):
         metrics: ApiMetrics | None = None,
         background: BackgroundTask | None = None,
         guard: StreamGuard | None = None,
+        sink: DirectSink | None = None,
     ) -> None:
         self.body_iterator = body
         self.guard = guard
+        self.sink = sink
         self.status_code = 200
         self.background = background
         self.gate = gate
@@ -191,7 +188,7 @@ class EventStreamResponse(Response):
         if self.metrics is not None:
             self.metrics.sse_open.inc()
         try:
-            await self._stream(receive, send)
+            await self._stream(scope, receive, send)
         finally:
             if self.metrics is not None:
                 self.metrics.sse_open.dec()
@@ -202,7 +199,7 @@ class EventStreamResponse(Response):
         if self.background is not None:
             await self.background()
 
-    async def _stream(self, receive: Receive, send: Send) -> None:
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         writer = asyncio.current_task()
         assert writer is not None
         self._writer = writer
@@ -217,6 +214,9 @@ class EventStreamResponse(Response):
             try:
                 await self._send(send, {"type": "http.response.start", "status": 200,
                                          "headers": self.raw_headers})  # fmt: skip
+                if self.sink is not None:
+                    direct: BodyWriter | None = scope.get("extensions", {}).get(EXTENSION)
+                    self.sink.writer = direct  # None under a server without it: the usual path
                 async for chunk in self.body_iterator:
                     await self._send(
                         send, {"type": "http.response.body", "body": chunk, "more_body": True}
@@ -224,6 +224,8 @@ class EventStreamResponse(Response):
                 await self._send(send, {"type": "http.response.body", "body": b""})
             finally:
                 self._finished = True
+                if self.sink is not None:
+                    self.sink.writer = None
                 watcher.cancel()
                 await self.body_iterator.aclose()
         except (TimeoutError, asyncio.CancelledError) as exc:
@@ -252,6 +254,8 @@ class EventStreamResponse(Response):
         if self._finished or self._interrupted is not None or self._writer is None:
             return
         self._interrupted = reason
+        if self.sink is not None:
+            self.sink.writer = None  # nothing more through the hub's door either
         self._writer.cancel()
 
     async def _send(self, send: Send, message: dict[str, object]) -> None:
@@ -353,11 +357,14 @@ def event_stream(
     headers: dict[str, str] | None = None,
     wrap_body: Callable[[AsyncGenerator[bytes, None]], AsyncGenerator[bytes, None]] | None = None,
     stream_slot: tuple[str, str] | None = None,
+    sink: DirectSink | None = None,
 ) -> EventStreamResponse:
     """The SSE response for `feed` with every transport guard this process has:
     connection cap, send timeout, drain and metrics. Use it for every stream
     (the OpenAI and Anthropic front doors too, whose `wrap_body` adapts the bytes).
-    `stream_slot`: the key's stream slot, when the route took it before queuing."""
+    `stream_slot`: the key's stream slot, when the route took it before queuing.
+    `sink`: the one given to the hub's `follow` for `feed`, so that it may write
+    live native events itself (api/streaming/direct.py)."""
     body = sse_body(
         feed,
         fmt,
@@ -374,4 +381,5 @@ def event_stream(
         watchdog=state.watchdog,
         metrics=state.metrics,
         guard=state.streams.guard(current_principal_or_none(), stream_slot),
+        sink=sink,
     )

@@ -245,3 +245,30 @@ async def test_shared_reader_survives_losing_its_connection_without_a_gap(
     finally:
         await publisher.aclose()
         api.stop()
+
+
+async def test_caught_up_native_viewers_are_written_by_the_hub_in_one_pass(
+    start_api: ApiFactory, publisher: DirectPublisher
+) -> None:
+    """Live events go straight from the hub to waiting native viewers' connections
+    (api/streaming/direct.py): the same bytes as the ordinary path, in order."""
+    api = start_api()
+    gen_id = await publisher.start()
+    path = f"/v1/generations/{gen_id}/events"
+    async with httpx.AsyncClient(base_url=api.base_url, timeout=60) as client:
+        viewers = [asyncio.create_task(read_sse(client, path, timeout_s=60)) for _ in range(5)]
+        await wait_for(lambda: _open_connections(client, 5), what="five viewers connected")
+        for n in range(200):
+            await publisher.delta(gen_id, f"w{n} ")
+            if n % 10 == 0:
+                await asyncio.sleep(0.01)  # let the viewers catch up and wait again
+        await publisher.done(gen_id)
+        readings = await asyncio.gather(*viewers)
+        ids = await publisher.entry_ids(gen_id)
+        for reading in readings:
+            assert [e.id for e in reading.events] == ids
+            assert assemble_text(reading.events) == publisher.text(gen_id)
+        metrics = (await client.get("/metrics")).text
+    direct = metric_value(metrics, "tokenrelay_sse_events_delivered_direct_total")
+    delivered = metric_value(metrics, "tokenrelay_sse_events_delivered_total")
+    assert 0 < direct < delivered  # the terminal event always takes the ordinary path
