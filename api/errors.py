@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from services.errors import ApiError
+from services.redis_connections import is_passing_outage
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def failure_of(exc: BaseException, content_type: str | None = None) -> Failure:
     if isinstance(exc, ClientDisconnect):
         # Nobody is left to read the answer; not a fault of ours worth an error line.
         return Failure(400, "invalid_request_error", "the client disconnected mid-request")
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+    if is_passing_outage(exc):  # a lost connection, or READONLY/LOADING… mid-failover
         log.warning("Redis unavailable: %s", type(exc).__name__)
         return REDIS_DOWN
     log.error("unhandled error", exc_info=exc)

@@ -41,7 +41,8 @@ from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.config import Settings
 
@@ -161,6 +162,21 @@ class ClusterUnavailable(RedisConnectionError):
     takes the same paths as any outage: a 503 in the API, an abandoned attempt that a
     reaper restarts in a worker.
     """
+
+
+_PASSING_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS")
+"""Error replies a Redis gives while a failover or a restart is under way."""
+
+
+def is_passing_outage(exc: BaseException) -> bool:
+    """Whether `exc`, raised by a Redis call, means "Redis cannot serve this right now":
+    a lost connection (including the forms redis-py lets escape as other types),
+    or a reply that only a failover or a restart in progress gives."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return True
+    if isinstance(exc, ResponseError):
+        return str(exc).startswith(_PASSING_REPLIES)
+    return isinstance(exc, AttributeError | RuntimeError) and _dropped_mid_command(exc)
 
 
 def _dropped_mid_command(exc: Exception) -> bool:

@@ -105,7 +105,12 @@ async def test_sigkill_of_the_sentinel_master_mid_stream_viewers_stay_exact(
     await wait_for(has_output, what="output before the kill")
     sentinels.master.kill()
 
-    viewings = await asyncio.gather(*watching)
+    try:
+        viewings = await asyncio.gather(*watching)
+    except AssertionError:  # an answer no viewer should get: show what the APIs logged
+        for api in apis:
+            print(f"--- {api.name}\n{api.log()[-8000:]}")
+        raise
     expected = expected_story(200)
     for viewing in viewings:
         assert viewing.kinds[-1] == "done", viewing.kinds[-3:]

@@ -1,0 +1,42 @@
+"""Which Redis failures are a passing outage (503 with Retry-After), and which are bugs (500)."""
+
+from __future__ import annotations
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from api.errors import REDIS_DOWN, failure_of
+from services.redis_connections import is_passing_outage
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RedisConnectionError("Connection closed by server."),
+        RedisTimeoutError("Timeout reading from socket"),
+        ReadOnlyError("READONLY You can't write against a read only replica."),
+        ResponseError("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is no"),
+        ResponseError("LOADING Redis is loading the dataset in memory"),
+        ResponseError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        ResponseError("CLUSTERDOWN The cluster is down"),
+    ],
+)
+def test_failover_and_restart_replies_are_a_passing_outage(exc: Exception) -> None:
+    assert is_passing_outage(exc)
+    assert failure_of(exc) == REDIS_DOWN
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        ResponseError("ERR Error running script: attempt to compare nil with number"),
+        RuntimeError("something of ours went wrong"),
+        AttributeError("'NoneType' object has no attribute 'id'"),
+    ],
+)
+def test_other_failures_stay_errors(exc: Exception) -> None:
+    assert not is_passing_outage(exc)
+    assert failure_of(exc).status == 500
