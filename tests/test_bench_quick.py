@@ -44,3 +44,16 @@ def test_quick_worker_capacity_runs_and_completes_every_generation() -> None:
     )
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "| 50 | 50 |" in finished.stdout, finished.stdout  # 50 created, 50 completed
+
+
+@pytest.mark.timeout(200)
+def test_quick_delivery_bench_runs_and_reports_the_hub() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.delivery", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "| 100 | 10 |" in finished.stdout, finished.stdout

@@ -38,6 +38,11 @@ Choices, and why:
   bounded queue. A full queue detaches that viewer (a flag and a wake-up), so
   nobody else waits. The viewer drains what it has, reads from Redis on its own
   cursor until caught up, and attaches again with the same seam procedure.
+- Caught-up native viewers are written by the hub itself: while such a viewer
+  waits with an empty queue, the hub frames each live batch once and writes the
+  same bytes to every such viewer's connection in its dispatch loop, with no
+  task wake-up or ASGI send per viewer (api/streaming/direct.py says when that
+  is exactly the ordinary path's output, and falls back to it otherwise).
 - Heartbeats: a waiting viewer arms no timer; one sweep per process, a few
   times per heartbeat interval, wakes the viewers that have been quiet, so a
   delivery costs no timer to arm and cancel.
