@@ -1,0 +1,61 @@
+"""The shared scenario of the failover tests: a Redis dies while generations stream.
+
+Two workers and two API replicas; stories watched on both replicas; once the first
+has output, `kill` runs (it gets the generation ids, to pick its victim). Every
+viewer must end with `done` and the exact text, and every generation completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from tests.faults.support import Processes, create, expected_story, status, watch
+from tests.support.polling import wait_for
+from tests.support.sse import assemble_text
+
+TOKENS = 200
+
+
+async def kill_mid_stream(
+    procs: Processes,
+    kill: Callable[[list[str]], None],
+    *,
+    generations: int,
+    env: dict[str, str] | None = None,
+    ready_timeout_s: float = 20,
+    watch_timeout_s: float = 120,
+) -> None:
+    workers = [procs.worker(**(env or {})) for _ in range(2)]
+    apis = [procs.api(**(env or {})) for _ in range(2)]
+    for worker in workers:
+        worker.wait_ready(timeout_s=ready_timeout_s)
+    for api in apis:
+        api.wait_ready(timeout_s=ready_timeout_s)
+
+    gen_ids = [await create(apis[0].base_url, max_tokens=TOKENS) for _ in range(generations)]
+    watching = [
+        asyncio.create_task(watch(api.base_url, gen_id, timeout_s=watch_timeout_s))
+        for gen_id in gen_ids
+        for api in apis
+    ]
+
+    async def has_output() -> bool:
+        return bool((await status(apis[0].base_url, gen_ids[0]))["content"])
+
+    await wait_for(has_output, what="output before the kill")
+    kill(gen_ids)
+
+    try:
+        viewings = await asyncio.gather(*watching)
+    except AssertionError:  # an answer no viewer should get: show what the APIs logged
+        for api in apis:
+            print(f"--- {api.name}\n{api.log()[-8000:]}")
+        raise
+    expected = expected_story(TOKENS)
+    for viewing in viewings:
+        assert viewing.kinds[-1] == "done", viewing.kinds[-3:]
+        assert assemble_text(viewing.events) == expected
+    for gen_id in gen_ids:
+        final = await status(apis[1].base_url, gen_id)
+        assert (final["status"], final["content"]) == ("completed", expected)
