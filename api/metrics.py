@@ -164,11 +164,15 @@ class DeliveryStats:
         self.lag_sum += lag_s
         self.buckets[bisect_left(_LAG_BUCKETS, lag_s)] += 1
 
+    def add_event(self, event: StoredEvent, now: float) -> None:
+        """`event` written to a connection at `now`; its lag runs from its XADD (its id)."""
+        self.add(max(0.0, now - int(event.id.partition("-")[0]) / 1000))
+
     def add_direct(self, events: Sequence[StoredEvent]) -> None:
         """`events` written to one connection by the hub itself (api/streaming/direct.py)."""
         now = time.time()
         for event in events:
-            self.add(max(0.0, now - int(event.id.partition("-")[0]) / 1000))
+            self.add_event(event, now)
         self.direct_count += len(events)
 
 

@@ -114,7 +114,7 @@ async def sse_body(
                     continue
             chunk = native_frame(item) if native else fmt.encode(item)
             if delivery is not None:
-                delivery.add(max(0.0, time.time() - int(item.id.partition("-")[0]) / 1000))
+                delivery.add_event(item, time.time())
             if chunk:
                 yield chunk
             if item.is_terminal:
