@@ -174,6 +174,15 @@ async def test_cancel_listener_resubscribes_when_its_subscription_goes_half_open
     pings and subscribes again, so a cancel sent later still arrives."""
     direct = command_client(Settings(redis_url=own_redis.url), "test-publisher")
     try:
+        # First the subscription must exist (the listener subscribes in the background):
+        # cutting before it does would silence nothing, and the test would prove nothing.
+        with listener_via.watching("gen_probe") as probe:
+
+            async def subscribed() -> bool:
+                await direct.publish("tokenrelay:cancel", "gen_probe")
+                return probe.is_set()
+
+            await wait_for(subscribed, timeout_s=20, what="the listener to subscribe")
         with listener_via.watching("gen_x") as cancelled:
             proxy.cut(carrying=b"SUBSCRIBE")
             proxy.heal()  # new connections work: only the subscription is mute
