@@ -15,7 +15,6 @@ from dataclasses import InitVar, dataclass, field
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from api.access import OpenStreams
 from api.auth import Authenticator
@@ -31,6 +30,7 @@ from services.config import Settings
 from services.limits import Limits
 from services.redis_checks import warn_about_redis_settings
 from services.redis_connections import (
+    StreamsCluster,
     blocking_reader,
     command_client,
     queue_client,
@@ -95,7 +95,7 @@ class AppState:
         )
         replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         hub: StreamHub
-        if isinstance(store.redis, RedisCluster):
+        if isinstance(store.redis, StreamsCluster):
             # A multi-key XREAD cannot span a cluster's slots: sharded pub/sub instead.
             hub = ShardedStreamHub(
                 store,

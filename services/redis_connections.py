@@ -40,6 +40,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -262,11 +263,39 @@ class StreamsCluster(RedisCluster):
             await super().initialize()
         except RedisClusterException as exc:
             raise ClusterUnavailable(str(exc)) from exc
+        self._learn_nodes()
+        return self
+
+    async def refresh_slots(self) -> None:
+        """Learn the slot map again now (after a failover or a slot move), from every node
+        ever seen. For callers that hold connections of their own (the hub's pub/sub
+        links); any failure is a `ClusterUnavailable`."""
+        self._remember_every_node()
+        try:
+            await self.nodes_manager.initialize()
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        except (AttributeError, RuntimeError) as exc:
+            if not _dropped_mid_command(exc):
+                raise
+            raise ClusterUnavailable("connection dropped mid-refresh") from exc
+        self._learn_nodes()
+
+    def master_address(self, key: str) -> tuple[str, int]:
+        """The address of the master serving `key`'s slot in the slot map as last learned;
+        `ClusterUnavailable` when that map has no master for it (mid-failover)."""
+        slot = key_slot(key.encode())
+        try:
+            node = self.nodes_manager.get_node_from_slot(slot)
+        except (RedisClusterException, KeyError) as exc:  # a missing slot is a KeyError
+            raise ClusterUnavailable(f"no master known for slot {slot}") from exc
+        return node.host, int(node.port)
+
+    def _learn_nodes(self) -> None:
         self._known.update(
             (name, (node.host, int(node.port)))
             for name, node in self.nodes_manager.nodes_cache.items()
         )
-        return self
 
     def _remember_every_node(self) -> None:
         manager = self.nodes_manager

@@ -35,10 +35,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.crc import key_slot
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from api.metrics import ApiMetrics
 from api.streaming.cursor import cursor_key
@@ -46,7 +45,12 @@ from api.streaming.hub import StreamHub, _Tail
 from services import keys
 from services.background import Backoff
 from services.events import stored_event_from_entry
-from services.redis_connections import ClusterUnavailable, keepalive_options
+from services.redis_connections import (
+    ClusterUnavailable,
+    StreamsCluster,
+    is_passing_outage,
+    keepalive_options,
+)
 from services.store import GenerationStore
 
 log = logging.getLogger(__name__)
@@ -62,15 +66,26 @@ class _NodeLink:
     channels: set[str] = field(default_factory=set)
     connection: Connection | None = None
     task: asyncio.Task[None] | None = None
+    answered: bool = False  # the current connection has replied (its failure is a blip)
+
+
+def _running(link: _NodeLink) -> bool:
+    return link.task is not None and not link.task.done()
 
 
 class ShardedStreamHub(StreamHub):
-    """A StreamHub whose reader is sharded pub/sub on a Redis Cluster (see module doc)."""
+    """A StreamHub whose reader is sharded pub/sub on a Redis Cluster (see module doc).
+
+    Every watched stream's channel is, at any moment, either on the link of the
+    master its slot map names, or parked until a master is known for it; the
+    supervisor (`_read_forever`) re-homes parked channels and, as a last line,
+    parks any channel whose link is not running, so no stream can go unheard.
+    """
 
     def __init__(
         self,
         store: GenerationStore,
-        cluster: RedisCluster,
+        cluster: StreamsCluster,
         metrics: ApiMetrics,
         *,
         reply_timeout_s: float = 5.0,
@@ -83,6 +98,8 @@ class ShardedStreamHub(StreamHub):
         self._links: dict[Address, _NodeLink] = {}
         self._channel_tail: dict[str, _Tail] = {}
         self._channel_link: dict[str, _NodeLink] = {}
+        self._parked: set[str] = set()
+        self._rehome = asyncio.Event()
         self._resyncs: set[asyncio.Task[None]] = set()
 
     # -- the hooks of StreamHub --------------------------------------------------------------
@@ -98,22 +115,39 @@ class ShardedStreamHub(StreamHub):
     async def _on_tail_created(self, tail: _Tail) -> None:
         channel = keys.live(tail.gen_id)
         self._channel_tail[channel] = tail
-        await self._assign(channel)
+        self._assign(channel)
 
     def _on_tail_dropped(self, tail: _Tail) -> None:
         channel = keys.live(tail.gen_id)
         if self._channel_tail.get(channel) is not tail:
             return
         del self._channel_tail[channel]
-        link = self._channel_link.pop(channel, None)
+        self._parked.discard(channel)
+        link = self._unlink(channel)
         if link is not None:
-            link.channels.discard(channel)
             self._send(link, "SUNSUBSCRIBE", channel)
 
     async def _read_forever(self) -> None:
-        """Owns the node links: they run as tasks of their own, all ended with this one."""
+        """The supervisor: re-homes parked channels, audits the links, and owns them
+        (they run as tasks of their own, all ended with this one)."""
+        backoff = Backoff(first_s=0.1, cap_s=2.0)
         try:
-            await asyncio.Future()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._rehome.wait(), self._reply_timeout_s)
+                self._rehome.clear()
+                self._audit()
+                if not self._parked:
+                    backoff.reset()
+                    continue
+                with contextlib.suppress(RedisError):
+                    await self._refresh_slots()
+                for channel in list(self._parked):
+                    self._parked.discard(channel)
+                    self._assign(channel)
+                if self._parked:  # still no master known for some: the failover is not over
+                    await backoff.sleep()
+                    self._rehome.set()
         finally:
             for task in [*(link.task for link in self._links.values()), *self._resyncs]:
                 if task is not None:
@@ -129,9 +163,16 @@ class ShardedStreamHub(StreamHub):
 
     # -- channels and links ------------------------------------------------------------------
 
-    async def _assign(self, channel: str) -> None:
-        """Subscribe `channel` on the link of the master that serves its slot."""
-        address = await self._master_of(channel)
+    def _assign(self, channel: str, address: Address | None = None) -> None:
+        """Subscribe `channel` on the link of the master serving its slot (`address`, or
+        the slot map's); park it when no master is known. No await: nothing can change
+        the link tables halfway."""
+        if address is None:
+            try:
+                address = self._cluster.master_address(channel)
+            except ClusterUnavailable:
+                self._park(channel)
+                return
         old = self._channel_link.get(channel)
         if old is not None:
             if old.address == address:
@@ -147,15 +188,32 @@ class ShardedStreamHub(StreamHub):
         else:
             self._send(link, "SSUBSCRIBE", channel)
 
-    async def _master_of(self, channel: str, *, refresh: bool = False) -> Address:
-        if refresh or not self._cluster.nodes_manager.slots_cache:
-            self._metrics.hub_commands.labels("CLUSTER SLOTS").inc()
-            try:
-                await self._cluster.nodes_manager.initialize()
-            except RedisClusterException as exc:
-                raise ClusterUnavailable(str(exc)) from exc
-        node = self._cluster.nodes_manager.get_node_from_slot(key_slot(channel.encode()))
-        return (node.host, int(node.port))
+    def _unlink(self, channel: str) -> _NodeLink | None:
+        link = self._channel_link.pop(channel, None)
+        if link is not None:
+            link.channels.discard(channel)
+        return link
+
+    def _park(self, channel: str) -> None:
+        """No master is known for `channel` now: the supervisor subscribes it once one is."""
+        self._unlink(channel)
+        self._parked.add(channel)
+        self._rehome.set()
+
+    def _audit(self) -> None:
+        """Park every watched channel whose link is not running (a bug if it ever happens)."""
+        for channel in list(self._channel_tail):
+            if channel in self._parked:
+                continue
+            link = self._channel_link.get(channel)
+            if link is None or channel not in link.channels or not _running(link):
+                self._metrics.hub_errors.inc()
+                log.error("hub: %s had no running subscription; subscribing it again", channel)
+                self._park(channel)
+
+    async def _refresh_slots(self) -> None:
+        self._metrics.hub_commands.labels("CLUSTER SLOTS").inc()
+        await self._cluster.refresh_slots()
 
     def _send(self, link: _NodeLink, *args: str) -> None:
         """Queue a command on `link`; a failure shows up in its read loop, which resubscribes."""
@@ -169,11 +227,19 @@ class ShardedStreamHub(StreamHub):
 
     @staticmethod
     async def _write(connection: Connection, args: tuple[str, ...]) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        # redis-py reconnects a closed connection on send: a link that has moved on
+        # must not get a stray subscribed connection back that nobody reads.
+        if not connection.is_connected:
+            return
+        # Any failure here breaks the connection's reads too, and the read loop handles it.
+        with contextlib.suppress(Exception):
             await connection.send_command(*args, check_health=False)
 
     async def _serve(self, link: _NodeLink) -> None:
-        """Connect, subscribe the link's channels, read pushes; on failure move and retry."""
+        """Connect, subscribe the link's channels, read pushes; on failure move and retry.
+
+        Catches every failure, not only Redis's: this loop is the only thing that
+        hears these channels, and it must not end while it has any."""
         backoff = Backoff(first_s=0.1, cap_s=2.0)
         failures = 0
         while link.channels:
@@ -188,6 +254,7 @@ class ShardedStreamHub(StreamHub):
                 socket_keepalive_options=keepalive_options(),
                 client_name="tokenrelay-hub-pubsub",
             )
+            link.answered = False
             try:
                 await connection.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py
                 link.connection = connection
@@ -195,13 +262,16 @@ class ShardedStreamHub(StreamHub):
                     self._metrics.hub_commands.labels("SSUBSCRIBE").inc()
                     await connection.send_command("SSUBSCRIBE", channel, check_health=False)
                 await self._read_pushes(link, connection)
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
                 self._metrics.hub_errors.inc()
-                failures += 1
-                log.warning("hub: pub/sub link to %s:%s failed (%s)", host, port, exc)
+                failures = failures + 1 if not link.answered else 1
+                if isinstance(exc, RedisError | OSError) or is_passing_outage(exc):
+                    log.warning("hub: pub/sub link to %s:%s failed (%s)", host, port, exc)
+                else:
+                    log.exception("hub: pub/sub link to %s:%s failed unexpectedly", host, port)
             finally:
                 link.connection = None
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(Exception):
                     await connection.disconnect()
             if failures > 1:
                 # Really away (not a blip): end these viewers so their clients resume
@@ -217,11 +287,10 @@ class ShardedStreamHub(StreamHub):
 
     async def _reassign(self, link: _NodeLink) -> None:
         """After a failure: refresh the slot map and move each channel to its master now."""
-        with contextlib.suppress(RedisError, OSError):
-            await self._master_of(next(iter(link.channels), "x"), refresh=True)
+        with contextlib.suppress(RedisError):
+            await self._refresh_slots()
         for channel in list(link.channels):
-            with contextlib.suppress(RedisError, OSError):
-                await self._assign(channel)
+            self._assign(channel)
 
     async def _read_pushes(self, link: _NodeLink, connection: Connection) -> None:
         async def ping_forever() -> None:
@@ -240,6 +309,7 @@ class ShardedStreamHub(StreamHub):
                     await self._on_error_reply(link, str(exc))
                     continue
                 self._last_reply = time.monotonic()
+                link.answered = True
                 if not isinstance(reply, list) or not reply:
                     continue
                 kind = reply[0]
@@ -248,37 +318,36 @@ class ShardedStreamHub(StreamHub):
                 elif kind == "ssubscribe":
                     self._on_subscribed(reply[1])
                 elif kind == "sunsubscribe":
-                    await self._on_unsubscribed(link, reply[1])
+                    self._on_unsubscribed(link, reply[1])
         finally:
             pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+            with contextlib.suppress(BaseException):
                 await pinger
 
     async def _on_error_reply(self, link: _NodeLink, message: str) -> None:
-        """MOVED in reply to SSUBSCRIBE: that slot lives elsewhere now; move its channels."""
+        """MOVED in reply to SSUBSCRIBE: that slot lives elsewhere now; move its channels
+        there (the reply names the new master) and refresh the slot map for the others."""
         self._metrics.hub_errors.inc()
         parts = message.split()
-        if len(parts) >= 2 and parts[0] in ("MOVED", "ASK") and parts[1].isdigit():
+        if len(parts) >= 3 and parts[0] in ("MOVED", "ASK") and parts[1].isdigit():
             slot = int(parts[1])
+            host, _, port = parts[2].rpartition(":")
             moved = [c for c in link.channels if key_slot(c.encode()) == slot]
-            with contextlib.suppress(RedisError, OSError):
-                await self._master_of(moved[0] if moved else "x", refresh=True)
+            with contextlib.suppress(RedisError):
+                await self._refresh_slots()
             for channel in moved:
-                link.channels.discard(channel)
-                self._channel_link.pop(channel, None)
-                await self._assign(channel)
+                if parts[0] == "MOVED" and port.isdigit():
+                    self._assign(channel, (host or link.address[0], int(port)))
+                else:  # ASK: mid-migration; subscribe where the map says once it is over
+                    self._park(channel)
             return
         log.warning("hub: pub/sub error reply: %s", message)
 
-    async def _on_unsubscribed(self, link: _NodeLink, channel: str) -> None:
+    def _on_unsubscribed(self, link: _NodeLink, channel: str) -> None:
         """Our own SUNSUBSCRIBE, or the server's when the channel's slot migrated."""
         if channel not in self._channel_tail or self._channel_link.get(channel) is not link:
             return  # a tail we dropped
-        link.channels.discard(channel)
-        self._channel_link.pop(channel, None)
-        with contextlib.suppress(RedisError, OSError):
-            await self._master_of(channel, refresh=True)
-        await self._assign(channel)
+        self._park(channel)  # the supervisor learns where the slot went and subscribes there
 
     # -- events ------------------------------------------------------------------------------
 

@@ -142,11 +142,6 @@ async def test_hub_commands_per_event_do_not_grow_with_viewers(
     assert one_commands < one_delivered / 4
 
 
-@pytest.mark.skip(
-    reason="hangs in about 1 run in 10: after the master dies, a viewer on the sharded hub "
-    "can keep getting only pings, its stream's channel never subscribed on the new master "
-    "(no pub/sub link failure logged). Issue 14 stays open for it."
-)
 @pytest.mark.timeout(300)  # a cluster, four processes and a failover on two busy cores
 async def test_sigkill_of_a_master_mid_stream_viewers_on_two_replicas_stay_exact(
     procs: Processes, own_cluster: RedisCluster

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,10 +127,26 @@ async def watch(
     cannot be reached (a 503 while Redis is down counts as "try again").
     """
     viewing = Viewing()
-    deadline = time.monotonic() + timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):  # heartbeats alone must not keep it waiting
+            return await _follow(base_url, gen_id, viewing, last_event_id, on_event)
+    except TimeoutError:
+        raise TimeoutError(
+            f"no terminal event for {gen_id} in {timeout_s} s; got {viewing.kinds[-5:]} "
+            f"over {viewing.connections} connections"
+        ) from None
+
+
+async def _follow(
+    base_url: str,
+    gen_id: str,
+    viewing: Viewing,
+    last_event_id: str | None,
+    on_event: Callable[[SseEvent], None] | None,
+) -> Viewing:
     url = f"{base_url}/v1/generations/{gen_id}/events"
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=30)) as client:
-        while time.monotonic() < deadline:
+        while True:
             cursor = viewing.events[-1].id if viewing.events else last_event_id
             headers = {"Last-Event-ID": cursor} if cursor else {}
             try:
@@ -155,7 +170,6 @@ async def watch(
                                 return viewing
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 await asyncio.sleep(0.2)
-    raise TimeoutError(f"no terminal event for {gen_id}; got {viewing.kinds}")
 
 
 async def create(base_url: str, **body: Any) -> str:
