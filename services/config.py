@@ -147,7 +147,10 @@ class Settings(BaseSettings):
     max_takeovers: int = Field(
         default=2,
         ge=0,
-        description="new attempts after lost workers before failing with worker_lost",
+        description=(
+            "new attempts after lost workers before failing with worker_lost"
+            " (attempts a worker handed back, shutting down or losing Redis, do not count)"
+        ),
     )
     tombstone_s: int = Field(
         default=604_800, ge=0, description="how long after retention a 404 can still say 'expired'"

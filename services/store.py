@@ -246,10 +246,15 @@ if not force_new and redis.call('HGET', meta, 'takeover_for') == attempt then
   local age = now_ms - tonumber(redis.call('HGET', meta, 'takeover_at') or '0')
   return {'pending', tostring(takeovers), tostring(age)}
 end
-if takeovers >= max_takeovers then
-  xadd('error', ARGV[5])
-  finish('failed', now, retention_ms, '', '', ARGV[6])
-  return {'exhausted'}
+-- An attempt its worker handed back (a Redis outage, a shutdown) was not lost:
+-- only lost ones count against the budget. `takeovers` numbers the jobs.
+if redis.call('HGET', meta, 'handed_back') ~= attempt then
+  if tonumber(redis.call('HGET', meta, 'lost') or '0') >= max_takeovers then
+    xadd('error', ARGV[5])
+    finish('failed', now, retention_ms, '', '', ARGV[6])
+    return {'exhausted'}
+  end
+  redis.call('HINCRBY', meta, 'lost', 1)
 end
 takeovers = redis.call('HINCRBY', meta, 'takeovers', 1)
 redis.call('HSET', meta, 'takeover_for', attempt, 'takeover_at', now_ms)
@@ -258,9 +263,10 @@ return {'requeue', tostring(takeovers)}
 )
 
 # ARGV: token
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+_HAND_BACK = f"""{_PRELUDE}
+if redis.call('GET', lease) ~= ARGV[1] then return 0 end
+redis.call('DEL', lease)
+redis.call('HSET', meta, 'handed_back', redis.call('HGET', meta, 'attempt') or '0')
 return 1
 """
 
@@ -348,7 +354,7 @@ class GenerationStore:
         self._cancel = _register(redis, _CANCEL)
         self._fail_queued = _register(redis, _FAIL_QUEUED)
         self._take_over = _register(redis, _TAKE_OVER)
-        self._release = _register(redis, _RELEASE_LEASE)
+        self._hand_back = _register(redis, _HAND_BACK)
         self._create = _register(redis, _CREATE)
         self._read_status = _register(redis, _READ_STATUS)
         self._read_bounds = _register(redis, _READ_BOUNDS)
@@ -631,9 +637,11 @@ class GenerationStore:
         ids: list[str] = await self.control.zrevrange(keys.tenant_recent(tenant), 0, limit - 1)
         return ids
 
-    async def release_lease(self, gen_id: str, token: str) -> bool:
-        """Give up an attempt at once (the holder will write nothing more), for a quick takeover."""
-        return bool(await self._release(keys=[keys.lease(gen_id)], args=[token]))
+    async def hand_back(self, gen_id: str, token: str) -> bool:
+        """Give up an attempt at once (the holder will write nothing more), for a quick
+        takeover that does not count against `max_takeovers`: the worker was not lost,
+        it stopped on purpose (shutting down, or Redis failed under it)."""
+        return bool(await self._hand_back(keys=self._keys(gen_id), args=[token]))
 
     # The running index (keys.RUNNING) is one global key, written beside the
     # generation's scripts: see worker/reaper.py for why that is safe.

@@ -72,7 +72,7 @@ class GenerationRun:
         except asyncio.CancelledError:
             # Shutting down: hand the attempt back so a reaper restarts it at once.
             with contextlib.suppress(RedisError, OSError):
-                await asyncio.shield(self.store.release_lease(self.gen_id, self.token))
+                await asyncio.shield(self.store.hand_back(self.gen_id, self.token))
             raise
         if outcome in _ENDED:
             with contextlib.suppress(RedisError, OSError):
@@ -94,7 +94,7 @@ class GenerationRun:
         deadline = asyncio.get_running_loop().time() + self.runtime.settings.lease_s
         while asyncio.get_running_loop().time() < deadline:
             try:
-                await self.store.release_lease(self.gen_id, self.token)
+                await self.store.hand_back(self.gen_id, self.token)
                 return
             except (RedisError, OSError):
                 await asyncio.sleep(0.5)

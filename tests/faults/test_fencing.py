@@ -79,7 +79,7 @@ async def test_store_refuses_every_write_of_an_expired_lease(own_redis: RedisSer
         stale = EventBatch([("done", "{}")], "late ", terminal_status="completed")
         assert await store.publish(gen_id, "token-a", stale) == "fenced"
         assert await store.restart_attempt(gen_id, "token-a", "x") == "fenced"
-        assert not await store.release_lease(gen_id, "token-a")
+        assert not await store.hand_back(gen_id, "token-a")
 
         current = await store.status(gen_id)
         assert current is not None

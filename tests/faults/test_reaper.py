@@ -117,6 +117,35 @@ async def test_takeover_job_lost_with_its_worker_is_replaced_until_worker_lost(
     assert kinds == ["start", "delta", "error"]
 
 
+async def test_attempts_handed_back_do_not_spend_the_lost_worker_budget(
+    parts: tuple[GenerationStore, ArqRedis, Reaper],
+) -> None:
+    """A worker that stops on purpose (Redis failed under it, or it is shutting down)
+    hands its attempt back: a cluster failover can do that to one generation several
+    times in a few seconds, and it must not end as worker_lost. Lost ones still count."""
+    store, _, reaper = parts
+    gen_id = await started(store, token="token-0")
+    for attempt in range(1, 6):  # more hand-backs than max_takeovers (2)
+        assert await store.hand_back(gen_id, f"token-{attempt - 1}")
+        await due_now(store, gen_id)
+        assert await reaper.reap_once() == {gen_id: "requeue"}
+        grant = await store.begin_attempt(gen_id, f"token-{attempt}", LEASE_MS)
+        assert isinstance(grant, AttemptGrant) and grant.attempt == attempt + 1
+    assert await meta_field(store, gen_id, "takeovers") == "5"  # the takeover jobs' numbers
+
+    for _ in range(2):  # then the worker is lost, twice: the budget is whole
+        await wait_for(lambda: lease_gone(store, gen_id), what="lease expiry")
+        await due_now(store, gen_id)
+        assert await reaper.reap_once() == {gen_id: "requeue"}
+        attempt += 1
+        assert isinstance(
+            await store.begin_attempt(gen_id, f"token-{attempt}", LEASE_MS), AttemptGrant
+        )
+    await wait_for(lambda: lease_gone(store, gen_id), what="lease expiry")
+    await due_now(store, gen_id)
+    assert await reaper.reap_once() == {gen_id: "exhausted"}
+
+
 async def test_finished_or_expired_entries_leave_the_index(
     parts: tuple[GenerationStore, ArqRedis, Reaper],
 ) -> None:
