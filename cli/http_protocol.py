@@ -87,12 +87,29 @@ class _ChunkWriter:
         return True
 
 
+class _HeadState:
+    """Where a connection is in its request heads, for the bounds on their size and time."""
+
+    __slots__ = ("field_bytes", "maybe_trailers", "pending", "timer")
+
+    def __init__(self) -> None:
+        self.pending = True  # between two requests, or inside a head
+        self.maybe_trailers = False  # after a chunk's size line, before its data
+        self.field_bytes = 0  # bytes received since a head or trailers became pending
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """One connection; the limits are class attributes set by `bounded_http_protocol`."""
 
     max_head_bytes: ClassVar[int] = 65_536
     head_timeout_s: ClassVar[float] = 10.0
     linger_s: ClassVar[float] = 2.0
+    # Set on the instance only for a refused request; a class default otherwise. Each
+    # attribute past uvicorn's own 27 counts: at 30 the instance dict is rebuilt at
+    # 1.3 KB more, per connection (hence also _HeadState).
+    _refused: bool = False
+    _linger_timer: asyncio.TimerHandle | None = None
 
     def __init__(
         self,
@@ -102,12 +119,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self._head_pending = True  # between two requests, or inside a head
-        self._maybe_trailers = False  # after a chunk's size line, before its data
-        self._field_bytes = 0  # bytes received since a head or trailers became pending
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._refused = False
-        self._linger_timer: asyncio.TimerHandle | None = None
+        self._head = _HeadState()
 
     # asyncio.Protocol
 
@@ -125,14 +137,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering: read and drop
-        if self._head_pending or self._maybe_trailers:
-            self._field_bytes += len(data)
+        head = self._head
+        if head.pending or head.maybe_trailers:
+            head.field_bytes += len(data)
         super().data_received(data)
         if self._refused or self.transport.is_closing():
             return
-        if (self._head_pending or self._maybe_trailers) and self._field_bytes > self.max_head_bytes:
+        if (head.pending or head.maybe_trailers) and head.field_bytes > self.max_head_bytes:
             self._refuse(431, f"request line and headers over {self.max_head_bytes} bytes")
-        elif self._head_pending and self._head_timer is None and not self._response_in_flight():
+        elif head.pending and head.timer is None and not self._response_in_flight():
             # The first byte of a new request on a kept-alive connection (uvicorn's
             # keep-alive timer stopped when it arrived): the head's clock starts now.
             self._arm_head_timer()
@@ -142,7 +155,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._refused:
             return
-        self._head_pending = False
+        self._head.pending = False
         self._cancel_head_timer()
         size = _REQUEST_LINE_OVERHEAD + len(self.url)
         size += sum(len(name) + len(value) + _HEADER_OVERHEAD for name, value in self.headers)
@@ -156,25 +169,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             extensions[direct.EXTENSION] = _ChunkWriter(cycle)
 
     def on_body(self, body: bytes) -> None:
-        self._maybe_trailers = False
+        self._head.maybe_trailers = False
         if not self._refused:
             super().on_body(body)
 
     def on_chunk_header(self) -> None:
         # Perhaps the last chunk, after which come trailer fields that httptools keeps
         # in memory as it does headers: counted until data shows it was not.
-        self._maybe_trailers = True
-        self._field_bytes = 0
+        self._head.maybe_trailers = True
+        self._head.field_bytes = 0
 
     def on_chunk_complete(self) -> None:
-        self._maybe_trailers = False
+        self._head.maybe_trailers = False
 
     def on_message_complete(self) -> None:
         if self._refused:
             return
-        self._head_pending = True
-        self._maybe_trailers = False
-        self._field_bytes = 0
+        self._head.pending = True
+        self._head.maybe_trailers = False
+        self._head.field_bytes = 0
         super().on_message_complete()
 
     def handle_websocket_upgrade(self) -> None:
@@ -190,18 +203,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+        self._head.timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        if self._head.timer is not None:
+            self._head.timer.cancel()
+            self._head.timer = None
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
+        self._head.timer = None
         if self._refused or self.transport.is_closing():
             return
-        if self._field_bytes:
+        if self._head.field_bytes:
             self._refuse(408, f"request headers not received within {self.head_timeout_s:g} s")
         else:
             self.transport.close()
