@@ -41,8 +41,15 @@ from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.crc import key_slot
+from redis.exceptions import (
+    ClusterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.config import Settings
@@ -168,12 +175,19 @@ class ClusterUnavailable(RedisConnectionError):
 _PASSING_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS")
 """Error replies a Redis gives while a failover or a restart is under way."""
 
+_PASSING_REPLY_TYPES = (ClusterDownError, TryAgainError, ReadOnlyError)
+"""The same replies as redis-py's parsers raise them: as their own classes, with the
+code cut off the message ("The cluster is down"). MASTERDOWN is a ClusterDownError;
+LOADING a BusyLoadingError, which is a ConnectionError."""
+
 
 def is_passing_outage(exc: BaseException) -> bool:
     """Whether `exc`, raised by a Redis call, means "Redis cannot serve this right now":
     a lost connection (including the forms redis-py lets escape as other types),
     or a reply that only a failover or a restart in progress gives."""
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return True
+    if isinstance(exc, _PASSING_REPLY_TYPES):
         return True
     if isinstance(exc, ResponseError):
         return str(exc).startswith(_PASSING_REPLIES)
