@@ -262,11 +262,13 @@ return {'requeue', tostring(takeovers)}
 """
 )
 
-# ARGV: token
-_HAND_BACK = f"""{_PRELUDE}
+# ARGV: token, '1' when the attempt is handed back (not lost: see hand_back)
+_RELEASE_LEASE = f"""{_PRELUDE}
 if redis.call('GET', lease) ~= ARGV[1] then return 0 end
 redis.call('DEL', lease)
-redis.call('HSET', meta, 'handed_back', redis.call('HGET', meta, 'attempt') or '0')
+if ARGV[2] == '1' then
+  redis.call('HSET', meta, 'handed_back', redis.call('HGET', meta, 'attempt') or '0')
+end
 return 1
 """
 
@@ -354,7 +356,7 @@ class GenerationStore:
         self._cancel = _register(redis, _CANCEL)
         self._fail_queued = _register(redis, _FAIL_QUEUED)
         self._take_over = _register(redis, _TAKE_OVER)
-        self._hand_back = _register(redis, _HAND_BACK)
+        self._release = _register(redis, _RELEASE_LEASE)
         self._create = _register(redis, _CREATE)
         self._read_status = _register(redis, _READ_STATUS)
         self._read_bounds = _register(redis, _READ_BOUNDS)
@@ -637,11 +639,17 @@ class GenerationStore:
         ids: list[str] = await self.control.zrevrange(keys.tenant_recent(tenant), 0, limit - 1)
         return ids
 
-    async def hand_back(self, gen_id: str, token: str) -> bool:
+    async def release_lease(self, gen_id: str, token: str) -> bool:
         """Give up an attempt at once (the holder will write nothing more), for a quick
-        takeover that does not count against `max_takeovers`: the worker was not lost,
-        it stopped on purpose (shutting down, or Redis failed under it)."""
-        return bool(await self._hand_back(keys=self._keys(gen_id), args=[token]))
+        takeover; it counts against `max_takeovers` like a lost worker, so an attempt
+        that fails the same way every time cannot loop."""
+        return bool(await self._release(keys=self._keys(gen_id), args=[token, "0"]))
+
+    async def hand_back(self, gen_id: str, token: str) -> bool:
+        """`release_lease` for an attempt stopped by something outside the generation
+        (the worker shutting down, a Redis outage or failover): its takeover does not
+        count against `max_takeovers`."""
+        return bool(await self._release(keys=self._keys(gen_id), args=[token, "1"]))
 
     # The running index (keys.RUNNING) is one global key, written beside the
     # generation's scripts: see worker/reaper.py for why that is safe.

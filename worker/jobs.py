@@ -25,6 +25,7 @@ from services.events import CancelledEvent, DoneEvent, ErrorEvent, encode_data
 from services.generation import GenerationRequest
 from services.limits import release_generation
 from services.providers.base import FinishChunk, Provider, TextChunk, ToolCallChunk
+from services.redis_connections import is_passing_outage
 from services.store import AttemptGrant
 from worker.publisher import DeltaPublisher, PublishRefused
 from worker.retry import AttemptClock, RetryPolicy, TimeLimits
@@ -67,7 +68,9 @@ class GenerationRun:
             outcome = await self._run_tracked()
         except RedisError as exc:
             log.warning("generation %s: Redis failed (%s); abandoning", self.gen_id, exc)
-            await self._give_up_lease()
+            # An outage or failover is not the generation's doing; any other Redis
+            # error (a full Redis, a script error) may recur at every attempt.
+            await self._give_up_lease(handing_back=is_passing_outage(exc))
             return "redis_unavailable"
         except asyncio.CancelledError:
             # Shutting down: hand the attempt back so a reaper restarts it at once.
@@ -90,11 +93,12 @@ class GenerationRun:
             log=log,
         )
 
-    async def _give_up_lease(self) -> None:
+    async def _give_up_lease(self, *, handing_back: bool) -> None:
+        release = self.store.hand_back if handing_back else self.store.release_lease
         deadline = asyncio.get_running_loop().time() + self.runtime.settings.lease_s
         while asyncio.get_running_loop().time() < deadline:
             try:
-                await self.store.hand_back(self.gen_id, self.token)
+                await release(self.gen_id, self.token)
                 return
             except (RedisError, OSError):
                 await asyncio.sleep(0.5)

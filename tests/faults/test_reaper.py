@@ -120,9 +120,10 @@ async def test_takeover_job_lost_with_its_worker_is_replaced_until_worker_lost(
 async def test_attempts_handed_back_do_not_spend_the_lost_worker_budget(
     parts: tuple[GenerationStore, ArqRedis, Reaper],
 ) -> None:
-    """A worker that stops on purpose (Redis failed under it, or it is shutting down)
-    hands its attempt back: a cluster failover can do that to one generation several
-    times in a few seconds, and it must not end as worker_lost. Lost ones still count."""
+    """A worker that stops on purpose (a Redis outage under it, or a shutdown) hands
+    its attempt back: a cluster failover can do that to one generation several times
+    in a few seconds, and it must not end as worker_lost. Lost ones still count, and
+    so does a release after an error that is not an outage."""
     store, _, reaper = parts
     gen_id = await started(store, token="token-0")
     for attempt in range(1, 6):  # more hand-backs than max_takeovers (2)
@@ -133,7 +134,10 @@ async def test_attempts_handed_back_do_not_spend_the_lost_worker_budget(
         assert isinstance(grant, AttemptGrant) and grant.attempt == attempt + 1
     assert await meta_field(store, gen_id, "takeovers") == "5"  # the takeover jobs' numbers
 
-    for _ in range(2):  # then the worker is lost, twice: the budget is whole
+    # Then two attempts are lost, and the budget is whole: one released as a failure
+    # that could recur (a script error, a full Redis), one whose lease expired.
+    assert await store.release_lease(gen_id, f"token-{attempt}")
+    for _ in range(2):
         await wait_for(lambda: lease_gone(store, gen_id), what="lease expiry")
         await due_now(store, gen_id)
         assert await reaper.reap_once() == {gen_id: "requeue"}
