@@ -136,16 +136,15 @@ class ShardedStreamHub(StreamHub):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._rehome.wait(), self._reply_timeout_s)
                 self._rehome.clear()
-                self._audit()
-                if not self._parked:
+                try:
+                    settled = await self._supervise_once()
+                except Exception:  # its end would end every link: it must outlive anything
+                    self._metrics.hub_errors.inc()
+                    log.exception("hub: supervising the pub/sub links failed; retrying")
+                    settled = False
+                if settled:
                     backoff.reset()
-                    continue
-                with contextlib.suppress(RedisError):
-                    await self._refresh_slots()
-                for channel in list(self._parked):
-                    self._parked.discard(channel)
-                    self._assign(channel)
-                if self._parked:  # still no master known for some: the failover is not over
+                else:  # still no master known for some: the failover is not over
                     await backoff.sleep()
                     self._rehome.set()
         finally:
@@ -157,6 +156,19 @@ class ShardedStreamHub(StreamHub):
                     with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
                         await link.task
             self._links.clear()
+
+    async def _supervise_once(self) -> bool:
+        """Audit the links, then subscribe the parked channels whose master is known now;
+        False while some stay parked."""
+        self._audit()
+        if not self._parked:
+            return True
+        with contextlib.suppress(RedisError):
+            await self._refresh_slots()
+        for channel in list(self._parked):
+            self._parked.discard(channel)
+            self._assign(channel)
+        return not self._parked
 
     async def _close_reader(self) -> None:
         pass  # _read_forever's finally closes every link
