@@ -22,7 +22,7 @@ from api.state import AppState
 from services import keys
 from services.errors import Forbidden, InvalidFields, InvalidRequest, RateLimited
 from services.generation import GenerationRequest
-from services.job_wakeups import announce_job
+from services.job_wakeups import queue_job
 from services.limits import Refusal, release_generation, repair_running
 from services.providers import BY_NAME, KNOWN_PROVIDERS
 
@@ -114,8 +114,12 @@ async def submit_generation(
         await state.limits.release_running(principal.tenant, [gen_id])
         raise
     try:
-        job = await state.queue.enqueue_job(
-            keys.GENERATION_JOB, gen_id, _job_id=gen_id, _queue_name=state.settings.queue_name
+        queued = await queue_job(
+            state.queue,
+            keys.GENERATION_JOB,
+            gen_id,
+            job_id=gen_id,
+            queue_name=state.settings.queue_name,
         )
     except Exception:
         log.exception("could not enqueue generation %s", gen_id)
@@ -123,9 +127,7 @@ async def submit_generation(
         with contextlib.suppress(RedisError, OSError):  # else repaired at the next refusal
             await release_generation(state.store, state.redis, gen_id)
         raise
-    if job is None:  # arq already knows this id: impossible for a fresh random id
+    if not queued:  # arq already knows this id: impossible for a fresh random id
         log.error("generation %s was already queued", gen_id)
-    with contextlib.suppress(RedisError, OSError):  # a lost wake-up only waits for a poll
-        await announce_job(state.queue)
     state.metrics.tenants.created(principal.tenant)
     return gen_id, created_at

@@ -49,7 +49,7 @@ from redis.exceptions import RedisError
 from services import keys
 from services.background import BackgroundLoop
 from services.config import Settings
-from services.job_wakeups import announce_job
+from services.job_wakeups import queue_job
 from services.limits import release_generation
 from services.store import GenerationStore, TakeoverDecision, TakeoverKind
 
@@ -152,12 +152,12 @@ class Reaper:
         return await self._store.take_over(gen_id, max_takeovers=max_takeovers, force_new=True)
 
     async def _enqueue(self, gen_id: str, takeover: int) -> None:
-        job = await self._queue.enqueue_job(
+        queued = await queue_job(
+            self._queue,
             self._job_name,
             gen_id,
-            _job_id=keys.takeover_job_id(gen_id, takeover),
-            _queue_name=self._settings.queue_name,
+            job_id=keys.takeover_job_id(gen_id, takeover),
+            queue_name=self._settings.queue_name,
         )
-        if job is not None:
+        if queued:
             log.info("generation %s: lease expired, takeover %d queued", gen_id, takeover)
-            await announce_job(self._queue)
