@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -215,16 +215,24 @@ def _dropped_mid_command(exc: Exception) -> bool:
     return raised_in_redis or ("closed" in str(exc) and any("/redis/" in f for f in frames))
 
 
+@contextlib.contextmanager
+def _cluster_failures_as_unavailable() -> Iterator[None]:
+    """Inside: redis-py's cluster failures that are not `RedisError`s (its own
+    `RedisClusterException`, a connection dropped mid-command) become `ClusterUnavailable`."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        raise ClusterUnavailable(str(exc)) from exc
+    except (AttributeError, RuntimeError) as exc:
+        if not _dropped_mid_command(exc):
+            raise
+        raise ClusterUnavailable("connection dropped mid-command") from exc
+
+
 class _ClusterPipeline(ClusterPipeline):
     async def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
-        try:
+        with _cluster_failures_as_unavailable():
             return await super().execute(*args, **kwargs)
-        except RedisClusterException as exc:
-            raise ClusterUnavailable(str(exc)) from exc
-        except (AttributeError, RuntimeError) as exc:
-            if not _dropped_mid_command(exc):
-                raise
-            raise ClusterUnavailable("connection dropped mid-command") from exc
 
 
 class _SnapshotNodes(dict[str, ClusterNode]):
@@ -261,14 +269,8 @@ class StreamsCluster(RedisCluster):
         }
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _cluster_failures_as_unavailable():
             return await super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            raise ClusterUnavailable(str(exc)) from exc
-        except (AttributeError, RuntimeError) as exc:
-            if not _dropped_mid_command(exc):
-                raise
-            raise ClusterUnavailable("connection dropped mid-command") from exc
 
     async def initialize(self) -> StreamsCluster:
         if self._initialize:
@@ -285,14 +287,8 @@ class StreamsCluster(RedisCluster):
         ever seen. For callers that hold connections of their own (the hub's pub/sub
         links); any failure is a `ClusterUnavailable`."""
         self._remember_every_node()
-        try:
+        with _cluster_failures_as_unavailable():
             await self.nodes_manager.initialize()
-        except RedisClusterException as exc:
-            raise ClusterUnavailable(str(exc)) from exc
-        except (AttributeError, RuntimeError) as exc:
-            if not _dropped_mid_command(exc):
-                raise
-            raise ClusterUnavailable("connection dropped mid-refresh") from exc
         self._learn_nodes()
 
     def master_address(self, key: str) -> tuple[str, int]:

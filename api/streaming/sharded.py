@@ -333,7 +333,7 @@ class ShardedStreamHub(StreamHub):
                     self._on_unsubscribed(link, reply[1])
         finally:
             pinger.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pinger
 
     async def _on_error_reply(self, link: _NodeLink, message: str) -> None:
