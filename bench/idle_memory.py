@@ -17,20 +17,11 @@ import asyncio
 import sys
 
 from bench.scenarios import Harness, idle_memory
-from bench.servers import Server, raise_fd_limit
-from cli.redis_server import find_redis_server, private_redis
+from bench.servers import Server, redis_for_connections
 
 
 async def main_async(connections: int) -> int:
-    limit = raise_fd_limit()
-    if limit < connections * 2 + 200:
-        print(f"open-file limit {limit} is too low for {connections} connections", file=sys.stderr)
-        return 1
-    binary = find_redis_server()
-    if binary is None:
-        print("no redis-server found", file=sys.stderr)
-        return 1
-    with private_redis(binary, extra_args=("--maxclients", str(limit - 100))) as redis_url:
+    with redis_for_connections(connections) as redis_url:
         harness = Harness(redis_url, max(1, connections // 2500), warmup_s=0.5)
         server = Server("hub", redis_url)
         try:

@@ -33,8 +33,7 @@ from bench.scenarios import (
     throughput,
     xadd_rate,
 )
-from bench.servers import Server, raise_fd_limit
-from cli.redis_server import find_redis_server, private_redis
+from bench.servers import Server, redis_for_connections
 
 SYSTEMS = ("hub", "naive")
 
@@ -221,17 +220,9 @@ def report(results: dict[str, dict[str, Any]], sizes: Sizes, conditions: dict[st
 
 
 async def main_async(sizes: Sizes, json_path: str | None) -> int:
-    limit = raise_fd_limit()
-    if limit < sizes.idle_connections * 2 + 200:
-        print(f"open-file limit {limit} is too low for this run", file=sys.stderr)
-        return 1
-    binary = find_redis_server()
-    if binary is None:
-        print("no redis-server found", file=sys.stderr)
-        return 1
     conditions: dict[str, Any] = {**load_conditions()}
     conditions["before"] = conditions.pop("loadavg")
-    with private_redis(binary, extra_args=("--maxclients", str(limit - 100))) as redis_url:
+    with redis_for_connections(sizes.idle_connections) as redis_url:
         harness = Harness(redis_url, sizes.clients, warmup_s=sizes.warmup_s)
         try:
             results = {}

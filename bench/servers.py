@@ -6,17 +6,19 @@ run (never the machine's 6379) and keeps nothing on disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from cli.redis_server import free_port
+from cli.redis_server import find_redis_server, free_port, private_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +30,21 @@ def raise_fd_limit(wanted: int = 20_000) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+@contextlib.contextmanager
+def redis_for_connections(connections: int) -> Iterator[str]:
+    """A private redis-server (its URL) for a run that holds `connections` viewers,
+    with the open-file limit raised for them; exits with the reason when this
+    machine cannot (too low a limit, no redis-server)."""
+    limit = raise_fd_limit()
+    if limit < connections * 2 + 200:
+        raise SystemExit(f"open-file limit {limit} is too low for {connections} connections")
+    binary = find_redis_server()
+    if binary is None:
+        raise SystemExit("no redis-server found")
+    with private_redis(binary, extra_args=("--maxclients", str(limit - 100))) as redis_url:
+        yield redis_url
 
 
 def rss_kib(pid: int) -> int:
