@@ -22,20 +22,46 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 
 class BackgroundLoop:
-    """One named loop: `start()` once, `await stop()` to cancel it and wait for it."""
+    """One named loop: `start()` once, `await stop()` to cancel it and wait for it.
+
+    A loop that raises something its own handling did not foresee is logged and
+    started again after a pause, never left dead: a task that ends with an
+    exception says nothing until it is collected, while everything that relied
+    on it (the hub's viewers, a worker's cancels) waits in silence.
+    """
 
     def __init__(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.name = name
         self._run = run
         self._task: asyncio.Task[None] | None = None
+        self.restarts = 0
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=self.name)
+            self._task = asyncio.create_task(self._supervise(), name=self.name)
+
+    async def _supervise(self) -> None:
+        backoff = Backoff(first_s=0.1, cap_s=5.0)
+        while True:
+            try:
+                await self._run()
+                return  # the loop ended by itself: its work is done
+            except Exception:
+                log.exception("%s failed unexpectedly; starting it again", self.name)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # stop(), or the event loop shutting down
+                # Raised inside a library without anyone cancelling this task.
+                log.error("%s ended on a stray CancelledError; starting it again", self.name)
+            self.restarts += 1
+            await backoff.sleep()
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -508,6 +508,8 @@ class StreamHub:
                         viewer.fail()
                 await backoff.sleep()
                 continue
+            if failures:
+                log.info("hub: shared read recovered on %s", self._reader_address())
             backoff.reset()
             failures = 0
             for key, entries in reply or ():
@@ -519,6 +521,13 @@ class StreamHub:
                     self._metrics.hub_errors.inc()
                     log.error("hub: skipped a malformed entry in %s (%s)", key, type(exc).__name__)
                     self._skip_past(key, entries)
+
+    def _reader_address(self) -> str:
+        """host:port the reader's connection is on (after a failover: which server it found)."""
+        connection = self._reader.connection if self._reader is not None else None
+        if connection is None:
+            return "no connection"
+        return f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
 
     def _skip_past(self, key: str, entries: list[Any]) -> None:
         gen_id = self._by_key.get(key)
