@@ -17,7 +17,7 @@ import logging
 import weakref
 
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
@@ -62,6 +62,39 @@ async def queue_job(
         args=[queue.expires_extra_ms, job, enqueued_ms, job_id, keys.JOBS_CHANNEL],
     )
     return bool(created)
+
+
+# What arq's start_jobs checks and writes to claim a queued job (nobody runs it, it
+# is still queued and due), in one step instead of WATCH, EXISTS, ZSCORE and
+# MULTI/PSETEX/EXEC: one round trip between a worker's wake-up and its job's start.
+# KEYS: in-progress, queue. ARGV: job id, now ms, in-progress ttl ms.
+# Returns the job's score, or false when it is not this worker's to run.
+_CLAIM_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+return score
+"""
+
+_claims: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
+
+
+async def claim_job(
+    queue: ArqRedis, job_id: str, *, queue_name: str, in_progress_ms: int
+) -> int | None:
+    """Mark `job_id` in progress exactly as arq's `start_jobs` would, atomically.
+
+    The job's queue score (for `run_job`), or None when it is already running
+    elsewhere, gone from the queue, or deferred to later."""
+    script = _claims.get(queue)
+    if script is None:
+        script = _claims[queue] = queue.register_script(_CLAIM_JOB)
+    score = await script(
+        keys=[in_progress_key_prefix + job_id, queue_name],
+        args=[job_id, timestamp_ms(), in_progress_ms],
+    )
+    return None if score is None else int(float(score))
 
 
 class JobWakeups:

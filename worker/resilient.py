@@ -26,7 +26,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from services.background import Backoff, until_redis_answers
-from services.job_wakeups import JobWakeups
+from services.job_wakeups import JobWakeups, claim_job
 from worker.load import LoopLag
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,35 @@ class ResilientWorker(Worker):
                 if self._wakeups is not None:
                     self._wakeups.poke()  # more may be waiting: look again after this turn
                 return
-            await super().start_jobs(job_ids[at : at + _SLICE])
+            await self._claim_and_start(job_ids[at : at + _SLICE])
+
+    async def _claim_and_start(self, job_ids: list[bytes]) -> None:
+        """arq's own `start_jobs` loop, with its four-round-trip claim (WATCH, EXISTS,
+        ZSCORE, MULTI/EXEC) done by one script (services/job_wakeups.py `claim_job`)."""
+        for job_id_b in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            job_id = job_id_b.decode()
+            score: int | None = None
+            try:
+                score = await claim_job(
+                    self.pool,
+                    job_id,
+                    queue_name=self.queue_name,
+                    in_progress_ms=int(self.in_progress_timeout_s * 1000),
+                )
+            finally:  # not claimed, or Redis failed: the slot must not leak
+                if score is None:
+                    self.job_counter -= 1
+                    self.sem.release()
+            if score is None:  # running elsewhere, finished, or deferred
+                continue
+            task = self.loop.create_task(self.run_job(job_id, score))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
     async def _until_redis_answers(self) -> None:
         await until_redis_answers(self.pool.ping, what="worker start-up", log=log)
