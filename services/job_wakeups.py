@@ -3,9 +3,10 @@
 arq finds jobs by polling its queue. Polling every 50 ms costs Redis 20 commands
 a second per idle worker and delays each new generation by up to 50 ms (25 ms on
 average) before a worker even looks, which users feel as time to first token.
-So whoever queues a job also publishes on one channel that every worker listens
-to, and a worker polls at once when it hears it (`queue_job` queues and publishes
-in one script). The poll stays, at a slower
+So whoever queues a job also publishes its id on one channel that every worker
+listens to (`queue_job` queues and publishes in one script), and a worker that
+hears it claims that job at once (`claim_job`, one script), before it even lists
+the queue; every worker hearing it tries, one wins. The poll stays, at a slower
 pace (`TOKENRELAY_WORKER_POLL_S`), as the fallback for a wake-up lost while a
 worker was reconnecting: a missed message delays a job, it never loses one.
 """
@@ -33,15 +34,18 @@ log = logging.getLogger(__name__)
 
 # What arq's enqueue_job writes (the job, its place in the queue), checked and written
 # in one step instead of its WATCH, EXISTS, MULTI/EXEC, then the wake-up: one round
-# trip on the path to the first token instead of four.
+# trip on the path to the first token instead of four. The wake-up carries the job id.
 # KEYS: job, result, queue. ARGV: job ttl ms, serialized job, score, job id, channel.
 _QUEUE_JOB = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-redis.call('PUBLISH', ARGV[5], '1')
+redis.call('PUBLISH', ARGV[5], ARGV[4])
 return 1
 """
+
+MAX_ANNOUNCED = 1000
+"""Job ids kept between two polls; a worker busy enough to hear more lists the queue anyway."""
 
 _scripts: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
 
@@ -104,6 +108,7 @@ class JobWakeups:
         self._control = control
         self._reply_timeout_s = reply_timeout_s
         self._heard = asyncio.Event()
+        self._announced: list[bytes] = []
         self._listener = BackgroundLoop("job-wakeups", self._listen)
 
     def start(self) -> None:
@@ -115,6 +120,11 @@ class JobWakeups:
     def poke(self) -> None:
         """Poll soon without a message (a job ended: a slot is free again)."""
         self._heard.set()
+
+    def take_announced(self) -> list[bytes]:
+        """The job ids announced since the last call (to claim before polling)."""
+        announced, self._announced = self._announced, []
+        return announced
 
     async def wait(self, timeout_s: float) -> None:
         """Until a job is announced, or `timeout_s` passes (the fallback poll)."""
@@ -133,8 +143,12 @@ class JobWakeups:
                 async with self._control.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(keys.JOBS_CHANNEL)
                     self._heard.set()  # anything queued while we were away: look now
-                    async for _ in live_messages(pubsub, reply_timeout_s=self._reply_timeout_s):
+                    async for message in live_messages(
+                        pubsub, reply_timeout_s=self._reply_timeout_s
+                    ):
                         backoff.reset()
+                        if len(self._announced) < MAX_ANNOUNCED:  # past that, the poll finds them
+                            self._announced.append(message["data"])
                         self._heard.set()
             except (RedisError, OSError) as exc:
                 log.warning("job wake-ups lost Redis (%s); reconnecting", type(exc).__name__)

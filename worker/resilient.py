@@ -96,12 +96,15 @@ class ResilientWorker(Worker):
         """arq's own `start_jobs` loop, with its four-round-trip claim (WATCH, EXISTS,
         ZSCORE, MULTI/EXEC) done by one script (services/job_wakeups.py `claim_job`)."""
         for job_id_b in job_ids:
+            job_id = job_id_b.decode()
+            running = self.tasks.get(job_id)
+            if running is not None and not running.done():
+                continue  # arq lists running jobs too: this one is ours already
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:
                 self.sem.release()
                 return
             self.job_counter += 1
-            job_id = job_id_b.decode()
             score: int | None = None
             try:
                 score = await claim_job(
@@ -124,7 +127,13 @@ class ResilientWorker(Worker):
         await until_redis_answers(self.pool.ping, what="worker start-up", log=log)
 
     async def _poll_iteration(self) -> None:
+        """Claim the jobs announced since the last turn, then arq's poll (which also
+        cleans up finished tasks and aborts): an announced job starts one round
+        trip after its wake-up instead of after a listing of the whole queue."""
         try:
+            announced = self._wakeups.take_announced() if self._wakeups is not None else []
+            if announced:
+                await self.start_jobs(announced)
             await super()._poll_iteration()
         except (RedisError, OSError) as exc:
             if self._down_since is None:

@@ -36,7 +36,7 @@ async def test_a_queued_job_is_what_arq_reads_once_per_id_and_wakes_workers(
         ttl_ms = await queue.pttl(b"arq:job:gen_1")
         assert 0 < ttl_ms <= queue.expires_extra_ms  # arq's default expiry, as enqueue_job's
         woken = await listener.get_message(ignore_subscribe_messages=True, timeout=1)
-        assert woken is not None and woken["data"] == b"1"
+        assert woken is not None and woken["data"] == b"gen_1"  # the id, to claim at once
 
         # arq already knows the id: nothing written, nobody woken.
         assert not await queue_job(queue, "run_generation", "gen_1", job_id="gen_1", queue_name="q")
