@@ -217,13 +217,16 @@ class GenerationRun:
         clock = AttemptClock(limits, total_deadline)
         observed = self.runtime.metrics.observe_stream(request.provider, provider.stream(request))
         async with aclosing(observed) as chunks:
-            while (chunk := await clock.next_chunk(chunks)) is not None:
-                if isinstance(chunk, TextChunk):
-                    await self.publisher.add_text(chunk.text)
-                elif isinstance(chunk, ToolCallChunk):
-                    await self.publisher.add_tool_call(chunk.fragment)
-                else:
-                    return chunk
+            try:
+                while (chunk := await clock.next_chunk(chunks)) is not None:
+                    if isinstance(chunk, TextChunk):
+                        await self.publisher.add_text(chunk.text)
+                    elif isinstance(chunk, ToolCallChunk):
+                        await self.publisher.add_tool_call(chunk.fragment)
+                    else:
+                        return chunk
+            finally:
+                clock.close()
         raise ProviderError(
             "provider_error", "the provider stream ended without a finish", retryable=True
         )

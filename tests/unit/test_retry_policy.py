@@ -164,6 +164,60 @@ async def test_the_end_of_the_stream_is_none_not_a_timeout() -> None:
     assert [await clock.next_chunk(chunks) for _ in range(3)] == [1, 2, None]
 
 
+async def _paced(gap_s: float, count: int) -> AsyncGenerator[int, None]:
+    for n in range(count):
+        await asyncio.sleep(gap_s)
+        yield n
+
+
+async def test_a_live_stream_longer_than_the_idle_limit_never_times_out() -> None:
+    """The attempt's one timer fires and re-arms while chunks keep coming."""
+    limits = TimeLimits(first_token_s=0.2, idle_s=0.05, total_s=60)
+    clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
+    chunks = _paced(0.02, 20)  # 0.4 s in all: eight idle limits
+    received = []
+    while (chunk := await clock.next_chunk(chunks)) is not None:
+        received.append(chunk)
+    clock.close()
+    assert received == list(range(20))
+
+
+async def test_time_spent_between_waits_is_not_idleness() -> None:
+    """Only the wait for the provider counts (a slow publish is not a silent model)."""
+    limits = TimeLimits(first_token_s=0.05, idle_s=0.05, total_s=60)
+    clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
+    chunks = _two()
+    assert await clock.next_chunk(chunks) == 1
+    await asyncio.sleep(0.15)  # the caller is busy for three idle limits
+    assert await clock.next_chunk(chunks) == 2
+    assert await clock.next_chunk(chunks) is None
+    clock.close()
+
+
+async def test_a_short_idle_limit_after_a_long_first_token_limit_fires_on_time() -> None:
+    """The timer armed for the first token (60 s) is moved earlier for the idle limit."""
+    limits = TimeLimits(first_token_s=60, idle_s=0.05, total_s=120)
+    clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 120)
+    chunks = _silent()
+    assert await clock.next_chunk(chunks) == 1
+    with pytest.raises(ProviderError, match="idle timeout"):
+        await asyncio.wait_for(clock.next_chunk(chunks), timeout=5)
+    await chunks.aclose()
+
+
+async def test_a_cancel_from_outside_stays_a_cancel_not_a_timeout() -> None:
+    limits = TimeLimits(first_token_s=60, idle_s=60, total_s=60)
+    clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
+    chunks = _never()
+    waiting = asyncio.create_task(clock.next_chunk(chunks))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    clock.close()
+    await chunks.aclose()
+
+
 def test_a_longer_retry_after_wins_over_the_backoff() -> None:
     """The provider said when it can take the request again; coming back sooner
     would only be refused again."""
