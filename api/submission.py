@@ -11,6 +11,7 @@ and nothing is written.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -95,6 +96,13 @@ async def admit(state: AppState, principal: Principal, gen_id: str) -> None:
     raise RateLimited(message, retry_after_s=refusal.retry_after_s)
 
 
+async def _settle_index(indexing: asyncio.Future[None], gen_id: str) -> None:
+    try:
+        await indexing
+    except (RedisError, OSError) as exc:
+        log.warning("generation %s not listed: the index write failed (%s)", gen_id, exc)
+
+
 async def submit_generation(
     state: AppState, request: GenerationRequest, principal: Principal | None = None
 ) -> tuple[str, float]:
@@ -109,10 +117,15 @@ async def submit_generation(
     await admit(state, principal, gen_id)
     created_at = time.time()
     try:
-        await state.store.create(gen_id, request, created_at, principal.tenant)
+        await state.store.record(gen_id, request, created_at, principal.tenant)
     except BaseException:
         await state.limits.release_running(principal.tenant, [gen_id])
         raise
+    # The listing index is written while the job is queued, not before: it is off
+    # the path to the first token, and a generation missing from a listing (the
+    # index write failed) still runs and is still found by its id.
+    indexing = asyncio.ensure_future(state.store.index(gen_id, created_at, principal.tenant))
+    indexing.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen
     try:
         queued = await queue_job(
             state.queue,
@@ -122,11 +135,13 @@ async def submit_generation(
             queue_name=state.settings.queue_name,
         )
     except Exception:
+        await _settle_index(indexing, gen_id)
         log.exception("could not enqueue generation %s", gen_id)
         await state.store.fail_queued(gen_id, "unavailable", "the job queue is unavailable")
         with contextlib.suppress(RedisError, OSError):  # else repaired at the next refusal
             await release_generation(state.store, state.redis, gen_id)
         raise
+    await _settle_index(indexing, gen_id)
     if not queued:  # arq already knows this id: impossible for a fresh random id
         log.error("generation %s was already queued", gen_id)
     state.metrics.tenants.created(principal.tenant)

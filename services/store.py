@@ -381,6 +381,17 @@ class GenerationStore:
         one MULTI (they may live on different Redis servers); an index entry whose
         record is missing is skipped by listings.
         """
+        await self.record(gen_id, request, created_at, tenant)
+        await self.index(gen_id, created_at, tenant)
+
+    async def record(
+        self,
+        gen_id: str,
+        request: GenerationRequest,
+        created_at: float,
+        tenant: str = "default",
+    ) -> None:
+        """The queued generation's own keys: what a worker needs to run it."""
         fields = {
             "id": gen_id,
             "model": request.model,
@@ -399,6 +410,9 @@ class GenerationStore:
         for name, value in fields.items():
             args.extend((name, value))
         await self._create(keys=[keys.meta(gen_id), keys.tombstone(gen_id)], args=args)
+
+    async def index(self, gen_id: str, created_at: float, tenant: str = "default") -> None:
+        """List a recorded generation (globally and per tenant), dropping expired entries."""
         oldest = created_at - self.retention_ms / 1000
         async with self.control.pipeline(transaction=False) as pipe:
             for index in (keys.RECENT, keys.tenant_recent(tenant)):
