@@ -63,6 +63,12 @@ class BackgroundLoop:
             self.restarts += 1
             await backoff.sleep()
 
+    async def restart(self) -> None:
+        """Cancel the loop where it is (it is stuck) and start it afresh."""
+        await self.stop()
+        self.restarts += 1
+        self.start()
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:

@@ -261,6 +261,8 @@ class StreamHub:
         self._block_ms = int(block_s * 1000)
         self.stall_after_s = block_s + reply_margin_s
         self._last_reply = 0.0
+        self._read_started: float | None = None
+        """When the outstanding shared read was sent (None between reads)."""
         self.replica_id = replica_id or secrets.token_hex(8)
         self._wake_key = keys.hub_wake(self.replica_id)
         self._wake_cursor = START
@@ -471,7 +473,8 @@ class StreamHub:
             log.warning("hub: could not wake the reader; it picks up new streams on its next read")
 
     async def _sweep_idle(self) -> None:
-        """Wake viewers that have waited `idle_s` (minus one sweep) so they send a ping."""
+        """Wake viewers that have waited `idle_s` (minus one sweep) so they send a ping;
+        restart a shared read that outlived twice its own reply bound."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._idle_check_s)
@@ -479,6 +482,20 @@ class StreamHub:
             for viewer in self._all:
                 if now - viewer.waiting_since >= viewer.idle_s - self._idle_check_s:
                     viewer.wake()
+            await self._restart_a_stuck_read()
+
+    async def _restart_a_stuck_read(self) -> None:
+        """The read's connection gives up after `stall_after_s`; a read still pending at
+        twice that is stuck inside the client library, and every viewer with it."""
+        started = self._read_started
+        if started is not None and time.monotonic() - started > 2 * self.stall_after_s:
+            log.error(
+                "hub: the shared read has been pending for %.0f s; starting it again",
+                time.monotonic() - started,
+            )
+            self._read_started = None
+            self._metrics.hub_errors.inc()
+            await self._reader_task.restart()
 
     async def _read_forever(self) -> None:
         """The shared read loop. One failed read is retried at once (a killed
@@ -495,9 +512,12 @@ class StreamHub:
             assert self._reader is not None, "the XREAD backend needs its reader"
             try:
                 self._metrics.hub_commands.labels("XREAD").inc()
+                self._read_started = time.monotonic()
                 reply = await self._reader.xread(streams, count=self._page, block=self._block_ms)
+                self._read_started = None
                 self._last_reply = time.monotonic()
             except (RedisError, OSError) as exc:
+                self._read_started = None
                 self._metrics.hub_errors.inc()
                 failures += 1
                 log.warning("hub: shared read failed (%s); retrying", type(exc).__name__)
