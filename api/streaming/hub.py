@@ -18,7 +18,11 @@ Choices, and why:
   its connection gives up on a reply after that plus the ordinary reply margin
   (services/redis_connections.py); the read then starts again from the tails'
   cursors on a fresh connection. `reader_silence_s` tells readiness and metrics
-  how long the reader has gone without a reply, so a stuck reader is visible.
+  how long the reader has gone without a reply, so a stuck reader is visible;
+  a read still pending at twice its bound (a fault inside the client library,
+  not the network) is restarted by the idle sweep, and the read loop itself is
+  supervised (services/background.py): neither a hang nor an unforeseen
+  exception can leave the process's viewers on heartbeats alone.
 - Waking the read when a stream gets its first viewer: the XREAD also watches a
   small per-process "wake" stream, and adding a tail XADDs to it. Because the
   reader passes the wake stream's last seen id (not `$`), an XADD that lands
