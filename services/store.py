@@ -41,6 +41,7 @@ from services.generation import (
     ToolCall,
 )
 from services.redis_connections import StreamsClient
+from services.resp_pipeline import send_pipeline
 
 # Shared Lua: appending one event keeps the status record's cursor fields in step,
 # and finishing sets the terminal status and the retention TTL on every key. With a
@@ -492,18 +493,20 @@ class GenerationStore:
     ) -> list[PublishOutcome | RedisError]:
         """Several generations' batches (gen_id, token, batch) in one round trip.
 
-        A pipeline of the same script `publish` runs, so each write is exactly what
-        `publish` would have done; one that fails alone (its own error reply) comes
-        back as that error, in its place. A lost connection raises, for all of them.
+        A pipeline (services/resp_pipeline.py) of the script `publish` runs, so each
+        write is exactly what `publish` would have done; one that fails alone (its
+        own error reply) comes back as that error, in its place. A lost connection
+        raises, for all of them.
         On a plain Redis only: a cluster client would split the pipeline by node and
         fail every write when one node is down.
         """
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for gen_id, token, batch in writes:
-                keys_ = self._keys(gen_id)
-                args = self._publish_args(token, batch)
-                pipe.evalsha(self._publish.sha, len(keys_), *keys_, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        assert isinstance(self.redis, Redis), "a plain Redis only (see above)"
+        commands: list[list[Any]] = []
+        for gen_id, token, batch in writes:
+            keys_ = self._keys(gen_id)
+            args = self._publish_args(token, batch)
+            commands.append(["EVALSHA", self._publish.sha, len(keys_), *keys_, *args])
+        replies: list[Any] = await send_pipeline(self.redis.connection_pool, commands)
         outcomes: list[PublishOutcome | RedisError] = []
         for (gen_id, token, batch), reply in zip(writes, replies, strict=True):
             if isinstance(reply, NoScriptError):  # Redis restarted: load it, send this one again

@@ -1,0 +1,78 @@
+"""The group commit's pipeline (services/resp_pipeline.py) on a real redis-server.
+
+It encodes commands itself, so it must encode exactly as redis-py does, return
+every reply in its place (an error reply too), and never hand back a connection
+whose replies were not all read.
+"""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from services.resp_pipeline import encode_command, send_pipeline
+from tests.faults.support import RedisServer
+
+ARGUMENTS: list[str | bytes | int | float] = [
+    "EVALSHA",
+    "7f26feaa52bbc0728f7b9eb00df0327418caf3b6",
+    4,
+    "tokenrelay:{gen_x}:meta",
+    "",
+    "naïve 🦜 text",
+    b"\x00\xffraw",
+    86_400_000,
+    -3,
+    1796218245.5814471,
+    "x" * 10_000,  # past redis-py's own buffer cutoff
+]
+
+
+def test_commands_are_encoded_exactly_as_redis_py_encodes_them() -> None:
+    assert encode_command(ARGUMENTS) == b"".join(Connection().pack_commands([ARGUMENTS]))
+
+
+def test_a_bool_is_refused_as_redis_py_refuses_it() -> None:
+    with pytest.raises(TypeError):
+        encode_command(["SET", "k", True])
+
+
+async def test_replies_come_back_in_order_with_an_error_in_its_place(
+    own_redis: RedisServer,
+) -> None:
+    client = Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        replies = await send_pipeline(
+            client.connection_pool,
+            [
+                ["SET", "k", "naïve 🦜"],
+                ["INCR", "k"],  # not an integer: this command's own error
+                ["GET", "k"],
+                ["EVALSHA", "0" * 40, 0],  # NOSCRIPT, as after a Redis restart
+            ],
+        )
+        assert replies[0] == "OK"  # raw replies: no response callbacks
+        assert isinstance(replies[1], ResponseError)
+        assert replies[2] == "naïve 🦜"
+        assert isinstance(replies[3], NoScriptError)  # what publish_many loads and resends on
+        assert await client.get("k") == "naïve 🦜"  # the connection went back clean
+    finally:
+        await client.aclose()
+
+
+async def test_a_lost_connection_raises_and_the_next_call_reconnects(
+    own_redis: RedisServer,
+) -> None:
+    client = Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        assert await send_pipeline(client.connection_pool, [["PING"]]) == ["PONG"]
+        own_redis.stop()
+        with pytest.raises((RedisConnectionError, OSError)):
+            await send_pipeline(client.connection_pool, [["PING"], ["PING"]])
+        own_redis.start()
+        assert await send_pipeline(client.connection_pool, [["PING"]]) == ["PONG"]
+    finally:
+        await client.aclose()
