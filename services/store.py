@@ -22,12 +22,12 @@ import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import sha1
 from typing import Any, Literal
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from services import keys
@@ -743,9 +743,33 @@ class GenerationStore:
         return ids
 
 
-def _register(client: StreamsClient, source: str) -> AsyncScript:
-    # Cluster clients register scripts the same way; redis-py types the method as Redis's.
-    return client.register_script(source)  # type: ignore[misc]  # see above
+class _Script:
+    """A Lua script called by its SHA, sent in full wherever the server lacks it.
+
+    redis-py's own `Script` reloads a missing script once (SCRIPT LOAD) and tries
+    the SHA again. On a Redis Cluster that is not enough after a failover: Redis 7
+    does not replicate its script cache, the promoted replica has none of ours, and
+    the cluster client loads the script on the masters it knew of before the slot
+    map changed, so the retried EVALSHA fails again. EVAL, routed by the keys like
+    any command, runs the script wherever it lands and leaves it cached there.
+    """
+
+    __slots__ = ("_client", "sha", "source")
+
+    def __init__(self, client: StreamsClient, source: str) -> None:
+        self._client = client
+        self.source = source
+        self.sha = sha1(source.encode()).hexdigest()
+
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        try:
+            return await self._client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]  # redis-py types it as the sync client's
+        except NoScriptError:
+            return await self._client.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]  # idem
+
+
+def _register(client: StreamsClient, source: str) -> _Script:
+    return _Script(client, source)
 
 
 def _now_ms() -> int:

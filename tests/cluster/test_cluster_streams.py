@@ -9,6 +9,10 @@ compared byte for byte with what the demo model writes.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,6 +160,45 @@ async def test_sigkill_of_a_master_mid_stream_viewers_on_two_replicas_stay_exact
     # The killed master's replica serves its slots now.
     assert killed[0].port not in {m.port for m in own_cluster.masters()}
     assert len(own_cluster.masters()) == 3
+
+
+@pytest.mark.timeout(300)
+async def test_a_frozen_master_resumed_after_its_failover_leaves_viewers_exact(
+    procs: Processes, own_cluster: RedisCluster
+) -> None:
+    """SIGSTOP, then SIGCONT once its replica has taken over: meanwhile every
+    connection to it is open and silent, and on waking it still believes, for a
+    moment, that it serves its slots."""
+    resumed = threading.Event()
+
+    def freeze_fail_over_resume(key: str) -> None:
+        frozen = own_cluster.master_of(key)
+        probe = next(n for n in own_cluster.nodes if n.port != frozen.port)
+        os.kill(frozen.process.pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                slot = int(command(probe, "CLUSTER", "KEYSLOT", key))
+                serving = {
+                    int(master[1])
+                    for start, end, master, *_ in command(probe, "CLUSTER", "SLOTS")
+                    if start <= slot <= end
+                }
+                if serving and frozen.port not in serving:
+                    break
+                assert time.monotonic() < deadline, "no replica took over"
+                time.sleep(0.1)
+            time.sleep(1.0)  # the clients notice and move over
+        finally:
+            os.kill(frozen.process.pid, signal.SIGCONT)
+            resumed.set()
+
+    def freeze_the_first_ones_master(gen_ids: list[str]) -> None:
+        key = f"tokenrelay:{{{gen_ids[0]}}}:meta"
+        threading.Thread(target=freeze_fail_over_resume, args=(key,), daemon=True).start()
+
+    await kill_mid_stream(procs, freeze_the_first_ones_master, generations=6, env=_on(own_cluster))
+    assert resumed.wait(timeout=60)
 
 
 def _migrate_slot(cluster: RedisCluster, key: str) -> tuple[int, int]:

@@ -10,6 +10,10 @@ while they stream costs an attempt (a `reset`), never a viewer's exact text.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -94,3 +98,35 @@ async def test_sigkill_of_the_sentinel_master_mid_stream_viewers_stay_exact(
         watch_timeout_s=150,
     )
     assert sentinels.current_master_port() == sentinels.replica.port
+
+
+@pytest.mark.timeout(240)
+async def test_a_frozen_sentinel_master_resumed_after_the_failover_loses_no_text(
+    procs_all_on_sentinel: Processes, sentinels: SentinelGroup
+) -> None:
+    """SIGSTOP, not SIGKILL: the old master's connections stay open but silent, and
+    once Sentinel has promoted the replica the old master wakes up still believing
+    it is the master, until Sentinel turns it into a replica (dropping whatever it
+    accepted meanwhile). Nothing a viewer sees may come from that window."""
+    pid = sentinels.master.process.pid
+
+    def freeze_fail_over_resume() -> None:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 30
+            while sentinels.current_master_port() != sentinels.replica.port:
+                assert time.monotonic() < deadline, "Sentinel did not promote the replica"
+                time.sleep(0.1)
+            time.sleep(1.0)  # the clients notice and move over
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    resumer = threading.Thread(target=freeze_fail_over_resume)
+    await kill_mid_stream(
+        procs_all_on_sentinel,
+        lambda gen_ids: resumer.start(),
+        generations=3,
+        ready_timeout_s=90,
+        watch_timeout_s=150,
+    )
+    resumer.join(timeout=60)
