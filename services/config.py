@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     streams_redis_url: str | None = Field(
         default=None,
         description="where generations live; unset = redis_url; redis+cluster://H:P[,H:P]/0 "
-        "for a Redis Cluster",
+        "(rediss+cluster:// over TLS) for a Redis Cluster",
     )
     redis_sentinels: str | None = Field(
         default=None, description="HOST:PORT,HOST:PORT of Sentinels watching the control Redis"
@@ -200,7 +200,8 @@ class Settings(BaseSettings):
     @property
     def streams_on_cluster(self) -> bool:
         """Whether generations live on a Redis Cluster (services/redis_connections.py)."""
-        return bool(self.streams_redis_url and self.streams_redis_url.startswith("redis+cluster"))
+        url = self.streams_redis_url
+        return bool(url and url.startswith(("redis+cluster://", "rediss+cluster://")))
 
     @property
     def accepted_api_keys(self) -> frozenset[str]:

@@ -33,6 +33,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -324,14 +325,33 @@ StreamsClient = Redis | RedisCluster
 
 
 def cluster_nodes(url: str) -> list[ClusterNode]:
-    """The seed nodes of `redis+cluster://HOST:PORT[,HOST:PORT…]/0`."""
+    """The seed nodes of `redis+cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]/0`."""
     rest = url.split("://", 1)[1]
     hosts = rest.split("/", 1)[0].rpartition("@")[2]
     nodes = []
     for item in hosts.split(","):
-        host, _, port = item.strip().rpartition(":")
+        item = item.strip()
+        if item.startswith("["):  # [IPv6]:PORT
+            host, _, port = item[1:].partition("]")
+            port = port.lstrip(":")
+        elif item.count(":") == 1:  # HOST:PORT
+            host, _, port = item.partition(":")
+        else:  # a host without a port
+            host, port = item, ""
         nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))
     return nodes
+
+
+def cluster_credentials(url: str) -> dict[str, Any]:
+    """The username, password (percent-decoded, as in any Redis URL) and TLS flag of
+    a cluster URL, as keyword arguments of the cluster client."""
+    userinfo = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+    username, _, password = userinfo.partition(":")
+    return {
+        "username": unquote(username) or None,
+        "password": unquote(password) or None,
+        "ssl": url.startswith("rediss+cluster://"),
+    }
 
 
 def streams_client(
@@ -347,15 +367,12 @@ def streams_client(
         return control
     kwargs = _connection_kwargs(settings, name, settings.redis_timeout_s)
     if settings.streams_on_cluster:
-        userinfo = settings.streams_redis_url.split("://", 1)[1].split("/", 1)[0]
-        username, _, password = userinfo.rpartition("@")[0].partition(":")
         # redis-py declares connection_pool abstract on its cluster client, which has none.
         cluster: RedisCluster = StreamsCluster(  # type: ignore[abstract]
             startup_nodes=cluster_nodes(settings.streams_redis_url),
             decode_responses=True,
             max_connections=max_connections or settings.redis_max_connections,
-            username=username or None,
-            password=password or None,
+            **cluster_credentials(settings.streams_redis_url),
             **kwargs,
         )
         return cluster

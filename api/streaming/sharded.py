@@ -94,6 +94,14 @@ class ShardedStreamHub(StreamHub):
         super().__init__(store, None, metrics, reply_margin_s=reply_timeout_s, **options)
         self._cluster = cluster
         self._reply_timeout_s = reply_timeout_s
+        # The pub/sub links log in and encrypt as the cluster client's own connections do.
+        options = cluster.connection_kwargs
+        self._connection_class: type[Connection] = options.get("connection_class", Connection)
+        self._credentials = {
+            name: value
+            for name, value in options.items()
+            if name in ("username", "password", "credential_provider") or name.startswith("ssl_")
+        }
         self.stall_after_s = reply_timeout_s * 2
         self._links: dict[Address, _NodeLink] = {}
         self._channel_tail: dict[str, _Tail] = {}
@@ -256,9 +264,10 @@ class ShardedStreamHub(StreamHub):
         failures = 0
         while link.channels:
             host, port = link.address
-            connection = Connection(
+            connection = self._connection_class(
                 host=host,
                 port=port,
+                **self._credentials,
                 decode_responses=True,
                 socket_timeout=self._reply_timeout_s,
                 socket_connect_timeout=self._reply_timeout_s,

@@ -78,6 +78,32 @@ def _holders(cluster: RedisCluster, gen_ids: list[str]) -> set[int]:
     return {cluster.master_of(f"tokenrelay:{{{gen_id}}}:meta").port for gen_id in gen_ids}
 
 
+async def test_a_password_protected_cluster_with_a_percent_encoded_password(
+    procs: Processes,
+) -> None:
+    """As a managed cluster is set up: every node asks for the password, which holds
+    characters a URL must encode. The store, the worker and the hub's pub/sub links
+    (one connection per master, made by the hub itself) all log in."""
+    with redis_cluster(masters=3, password="p@ss:w/rd %") as locked:
+        assert "p%40ss%3Aw%2Frd%20%25@" in locked.url
+        procs.worker(**_on(locked)).wait_ready()
+        apis = [procs.api(**_on(locked)) for _ in range(2)]
+        for api in apis:
+            api.wait_ready()
+        gen_ids = [await create(apis[0].base_url, max_tokens=40) for _ in range(3)]
+        viewings = await asyncio.gather(
+            *(watch(api.base_url, gen_id) for gen_id in gen_ids for api in apis)
+        )
+        for viewing in viewings:
+            assert viewing.kinds[-1] == "done"
+            assert assemble_text(viewing.events) == expected_story(40)
+            # Live on one connection: a link refused at login would end the stream
+            # with a retry hint each time (exact text still, over reconnections).
+            assert viewing.connections == 1, viewing.retries
+        for api in apis:
+            assert "Authentication" not in api.log()
+
+
 async def test_generations_spread_over_every_master_and_every_viewer_is_exact(
     procs: Processes, cluster: RedisCluster
 ) -> None:

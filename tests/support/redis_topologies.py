@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 
@@ -28,13 +29,16 @@ from cli.redis_server import find_redis_server, free_port
 class RedisNode:
     port: int
     process: subprocess.Popen[bytes]
+    password: str | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+        return redis.Redis(
+            port=self.port, password=self.password, decode_responses=True, socket_timeout=5
+        )
 
     def kill(self) -> None:
         """SIGKILL: the node vanishes without a goodbye, as in a machine failure."""
@@ -109,7 +113,8 @@ def _start_node(binary: str, workdir: Path, *args: str) -> RedisNode:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    node = RedisNode(port, process)
+    password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
+    node = RedisNode(port, process, password)
     _wait_for(lambda: node.client().ping(), f"redis-server on {port}")
     return node
 
@@ -119,11 +124,13 @@ class RedisCluster:
     """A running cluster: `masters` + one replica each."""
 
     nodes: list[RedisNode] = field(default_factory=list)
+    password: str | None = None
 
     @property
     def url(self) -> str:
         """The `TOKENRELAY_STREAMS_REDIS_URL` of this cluster (every node is a seed)."""
-        return "redis+cluster://" + ",".join(n.address for n in self.nodes) + "/0"
+        login = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis+cluster://{login}" + ",".join(n.address for n in self.nodes) + "/0"
 
     def alive(self) -> list[RedisNode]:
         return [n for n in self.nodes if n.process.poll() is None]
@@ -203,7 +210,7 @@ def _form_small_cluster(nodes: list[RedisNode], masters: int, replicas: int) -> 
 
 @contextlib.contextmanager
 def redis_cluster(
-    masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000
+    masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000, password: str | None = None
 ) -> Iterator[RedisCluster]:
     """A Redis Cluster of `masters` masters with `replicas` replicas each; stopped on exit.
 
@@ -213,7 +220,8 @@ def redis_cluster(
     """
     binary = find_redis_server()
     assert binary is not None, "these tests need redis-server on the PATH"
-    cluster = RedisCluster()
+    cluster = RedisCluster(password=password)
+    login = ("--requirepass", password, "--masterauth", password) if password else ()
     with tempfile.TemporaryDirectory(prefix="tokenrelay-cluster-") as workdir:
         try:
             for _ in range(masters * (1 + replicas)):
@@ -233,12 +241,14 @@ def redis_cluster(
                         "0",
                         "--appendonly",
                         "yes",
+                        *login,
                     )
                 )
             if masters >= 3:
                 subprocess.run(
                     [
                         "redis-cli",
+                        *(("--no-auth-warning", "-a", password) if password else ()),
                         "--cluster",
                         "create",
                         *(n.address for n in cluster.nodes),
