@@ -135,6 +135,8 @@ class AppState:
         state.streams.start()
         state._drain_watch.start()
         await warn_about_redis_settings(redis, "api")
+        if isinstance(store.redis, Redis) and store.redis is not redis:
+            await warn_about_redis_settings(store.redis, "api (streams Redis)", role="streams")
         return state
 
     async def close(self) -> None:

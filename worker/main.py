@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from arq.worker import Worker, func
+from redis.asyncio import Redis
 
 from services import keys
 from services.config import Settings
@@ -34,6 +35,9 @@ def build_worker(settings: Settings) -> Worker:
         load: LoopLag = ctx["load"]
         runtime.metrics.loop_lag.set_function(lambda: load.lag_s)
         await warn_about_redis_settings(runtime.redis, "worker")
+        streams = runtime.store.redis
+        if isinstance(streams, Redis) and streams is not runtime.redis:
+            await warn_about_redis_settings(streams, "worker (streams Redis)", role="streams")
         log.info("tokenrelay worker ready on queue %s", settings.queue_name)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

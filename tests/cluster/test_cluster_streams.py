@@ -104,6 +104,21 @@ async def test_a_password_protected_cluster_with_a_percent_encoded_password(
             assert "Authentication" not in api.log()
 
 
+async def test_a_cluster_node_behind_a_plain_url_is_reported_at_start_up(
+    procs: Processes, cluster: RedisCluster
+) -> None:
+    """A new user's likely slip: `redis://` for a cluster node. Each process says so,
+    naming the fix, instead of leaving it to MOVED errors on some generations."""
+    plain = {"TOKENRELAY_STREAMS_REDIS_URL": f"redis://{cluster.nodes[0].address}/0"}
+    worker = procs.worker(**plain).wait_ready()
+    api = procs.api(**plain).wait_ready()
+    for process in (worker, api):
+        await asyncio.to_thread(
+            process.wait_for_log, "TOKENRELAY_STREAMS_REDIS_URL is not a cluster URL"
+        )
+        assert "use redis+cluster://" in process.log()
+
+
 async def test_generations_spread_over_every_master_and_every_viewer_is_exact(
     procs: Processes, cluster: RedisCluster
 ) -> None:

@@ -1,10 +1,12 @@
-"""Reading a cluster URL: its seed nodes, its login (percent-decoded) and TLS."""
+"""Reading a cluster URL (seed nodes, login percent-decoded, TLS), and a cluster node
+behind a plain URL reported at start-up."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.config import Settings
+from services.redis_checks import redis_setting_warnings
 from services.redis_connections import cluster_credentials, cluster_nodes
 
 
@@ -45,3 +47,12 @@ def test_a_cluster_url_without_a_full_login(url: str, expected: dict[str, object
 )
 def test_which_streams_urls_name_a_cluster(url: str | None, on_cluster: bool) -> None:
     assert Settings(streams_redis_url=url).streams_on_cluster is on_cluster
+
+
+def test_a_cluster_node_as_the_control_redis_is_reported_with_the_fix() -> None:
+    memory: dict[str, object] = {"maxmemory_policy": "noeviction"}
+    persistence: dict[str, object] = {"aof_enabled": 1}
+    assert redis_setting_warnings(memory, persistence, {"cluster_enabled": 0}) == []
+    [warning] = redis_setting_warnings(memory, persistence, {"cluster_enabled": 1}, "control")
+    assert "(TOKENRELAY_REDIS_URL) must be a plain Redis" in warning
+    assert "TOKENRELAY_STREAMS_REDIS_URL=redis+cluster://" in warning
