@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     redis_sentinel_master: str | None = Field(
         default=None, description="the control Redis's master name under those Sentinels"
     )
+    redis_sentinel_password: str | None = Field(
+        default=None,
+        description="the Sentinels' own password (their requirepass), when they ask for one; "
+        "the master's comes from TOKENRELAY_REDIS_URL",
+    )
     redis_timeout_s: float = Field(
         default=5.0,
         gt=0,

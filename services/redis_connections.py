@@ -103,6 +103,7 @@ def _bounded_pool(
             sentinel_kwargs={
                 "socket_timeout": settings.redis_timeout_s,
                 "socket_connect_timeout": settings.redis_timeout_s,
+                "password": settings.redis_sentinel_password,
             },
         )
         pool: BlockingConnectionPool = _BlockingSentinelPool(  # type: ignore[no-untyped-call]  # idem

@@ -130,3 +130,32 @@ async def test_a_frozen_sentinel_master_resumed_after_the_failover_loses_no_text
         watch_timeout_s=150,
     )
     resumer.join(timeout=60)
+
+
+@pytest.mark.timeout(240)
+async def test_a_password_protected_sentinel_group_fails_over_with_viewers_exact() -> None:
+    """As managed Sentinel set-ups run: the master, its replica and the Sentinels all
+    ask for a password (here with characters a URL must encode). Generations live
+    there; its master is killed while they stream."""
+    with sentinel_group(password="s3cr:t@x") as group:
+        env = fault_env(
+            "redis://:s3cr%3At%40x@unused.invalid:6379/0",
+            TOKENRELAY_REDIS_SENTINELS=group.addresses,
+            TOKENRELAY_REDIS_SENTINEL_MASTER=group.name,
+            TOKENRELAY_REDIS_SENTINEL_PASSWORD="s3cr:t@x",
+            TOKENRELAY_REDIS_TIMEOUT_S="2",
+        )
+        processes = Processes(env)
+        try:
+            await kill_mid_stream(
+                processes,
+                lambda gen_ids: group.master.kill(),
+                generations=2,
+                ready_timeout_s=90,
+                watch_timeout_s=150,
+            )
+            for process in processes.started:
+                assert "Authentication" not in process.log()
+        finally:
+            processes.stop_all()
+        assert group.current_master_port() == group.replica.port

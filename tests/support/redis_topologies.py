@@ -296,20 +296,27 @@ class SentinelGroup:
 
 
 @contextlib.contextmanager
-def sentinel_group(name: str = "tokenrelay") -> Iterator[SentinelGroup]:
-    """A master + replica under three Sentinels (quorum 2, 1 s down-after); stopped on exit."""
+def sentinel_group(
+    name: str = "tokenrelay", password: str | None = None
+) -> Iterator[SentinelGroup]:
+    """A master + replica under three Sentinels (quorum 2, 1 s down-after); stopped on exit.
+
+    With `password`, every server asks for it: the master and replica, and the
+    Sentinels themselves (which also use it to talk to the master)."""
     binary = find_redis_server()
     assert binary is not None, "these tests need redis-server on the PATH"
     started: list[RedisNode] = []
     with tempfile.TemporaryDirectory(prefix="tokenrelay-sentinel-") as workdir:
         try:
+            login = ("--requirepass", password, "--masterauth", password) if password else ()
             master = _start_node(
-                binary, Path(workdir), "--appendonly", "yes", "--repl-diskless-sync-delay", "0"
-            )
+                binary, Path(workdir), "--appendonly", "yes", "--repl-diskless-sync-delay", "0",
+                *login,
+            )  # fmt: skip
             started.append(master)
             replica = _start_node(
                 binary, Path(workdir), "--appendonly", "yes", "--replicaof", "127.0.0.1",
-                str(master.port),
+                str(master.port), *login,
             )  # fmt: skip
             started.append(replica)
             sentinels = []
@@ -322,13 +329,15 @@ def sentinel_group(name: str = "tokenrelay") -> Iterator[SentinelGroup]:
                     f"sentinel down-after-milliseconds {name} 1000\n"
                     f"sentinel failover-timeout {name} 3000\n"
                     f"sentinel parallel-syncs {name} 1\n"
-                )
+                    + (f"sentinel auth-pass {name} {password}\nrequirepass {password}\n"
+                       if password else "")
+                )  # fmt: skip
                 process = subprocess.Popen(
                     [binary, str(conf), "--sentinel"],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-                sentinel = RedisNode(port, process)
+                sentinel = RedisNode(port, process, password)
                 started.append(sentinel)
                 _wait_for(lambda s=sentinel: s.client().ping(), f"sentinel on {port}")
                 sentinels.append(sentinel)
