@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import threading
 import time
@@ -102,6 +103,31 @@ async def test_a_password_protected_cluster_with_a_percent_encoded_password(
             assert viewing.connections == 1, viewing.retries
         for api in apis:
             assert "Authentication" not in api.log()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+async def test_a_cluster_over_tls(procs: Processes) -> None:
+    """`rediss+cluster://`, as managed clusters with in-transit encryption are reached:
+    the nodes speak only TLS (client port, replication and the cluster bus), and the
+    processes trust the nodes' CA through the standard `SSL_CERT_FILE`."""
+    with redis_cluster(masters=3, tls=True) as encrypted:
+        assert encrypted.url.startswith("rediss+cluster://")
+        ca = encrypted.nodes[0].tls_ca
+        env = {**_on(encrypted), "SSL_CERT_FILE": str(ca)}
+        procs.worker(**env).wait_ready()
+        apis = [procs.api(**env) for _ in range(2)]
+        for api in apis:
+            api.wait_ready()
+        gen_ids = [await create(apis[0].base_url, max_tokens=40) for _ in range(3)]
+        viewings = await asyncio.gather(
+            *(watch(api.base_url, gen_id) for gen_id in gen_ids for api in apis)
+        )
+        for viewing in viewings:
+            assert viewing.kinds[-1] == "done"
+            assert assemble_text(viewing.events) == expected_story(40)
+            assert viewing.connections == 1, viewing.retries  # the hub's links speak TLS too
+        for api in apis:
+            assert "pub/sub link" not in api.log()
 
 
 async def test_a_cluster_node_behind_a_plain_url_is_reported_at_start_up(

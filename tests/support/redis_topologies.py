@@ -30,14 +30,17 @@ class RedisNode:
     port: int
     process: subprocess.Popen[bytes]
     password: str | None = None
+    tls_ca: Path | None = None
+    """The CA of the node's certificate when it speaks only TLS (`tls_files`)."""
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def client(self) -> redis.Redis:
+        tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(self.tls_ca)} if self.tls_ca else {}
         return redis.Redis(
-            port=self.port, password=self.password, decode_responses=True, socket_timeout=5
+            port=self.port, password=self.password, decode_responses=True, socket_timeout=5, **tls
         )
 
     def kill(self) -> None:
@@ -91,10 +94,43 @@ def _cluster_port() -> int:
         return port
 
 
-def _start_node(binary: str, workdir: Path, *args: str) -> RedisNode:
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def tls_files(workdir: Path) -> TlsFiles:
+    """A private CA and a certificate for 127.0.0.1 signed by it (openssl CLI)."""
+    ca, ca_key = workdir / "ca.crt", workdir / "ca.key"
+    cert, key, csr = workdir / "redis.crt", workdir / "redis.key", workdir / "redis.csr"
+    san = workdir / "san.cnf"
+    san.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for step in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+         "-keyout", ca_key, "-out", ca],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key,
+         "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days",
+         "2", "-extfile", san, "-out", cert],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *map(str, step)], check=True, capture_output=True, timeout=60)
+    return TlsFiles(ca, cert, key)
+
+
+def _start_node(binary: str, workdir: Path, *args: str, tls: TlsFiles | None = None) -> RedisNode:
     port = _cluster_port() if "--cluster-enabled" in args else free_port()
     nodedir = workdir / str(port)
     nodedir.mkdir()
+    tls_args = (
+        ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+         "--tls-replication", "yes", "--tls-auth-clients", "no",
+         "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key),
+         "--tls-ca-cert-file", str(tls.ca)]
+        if tls
+        else []
+    )  # fmt: skip
     process = subprocess.Popen(
         [
             binary,
@@ -109,12 +145,13 @@ def _start_node(binary: str, workdir: Path, *args: str) -> RedisNode:
             "--maxmemory-policy",
             "noeviction",
             *args,
+            *tls_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
-    node = RedisNode(port, process, password)
+    node = RedisNode(port, process, password, tls.ca if tls else None)
     _wait_for(lambda: node.client().ping(), f"redis-server on {port}")
     return node
 
@@ -125,12 +162,14 @@ class RedisCluster:
 
     nodes: list[RedisNode] = field(default_factory=list)
     password: str | None = None
+    tls: bool = False
 
     @property
     def url(self) -> str:
         """The `TOKENRELAY_STREAMS_REDIS_URL` of this cluster (every node is a seed)."""
         login = f":{quote(self.password, safe='')}@" if self.password else ""
-        return f"redis+cluster://{login}" + ",".join(n.address for n in self.nodes) + "/0"
+        scheme = "rediss+cluster" if self.tls else "redis+cluster"
+        return f"{scheme}://{login}" + ",".join(n.address for n in self.nodes) + "/0"
 
     def alive(self) -> list[RedisNode]:
         return [n for n in self.nodes if n.process.poll() is None]
@@ -210,7 +249,11 @@ def _form_small_cluster(nodes: list[RedisNode], masters: int, replicas: int) -> 
 
 @contextlib.contextmanager
 def redis_cluster(
-    masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000, password: str | None = None
+    masters: int = 3,
+    replicas: int = 1,
+    node_timeout_ms: int = 2000,
+    password: str | None = None,
+    tls: bool = False,
 ) -> Iterator[RedisCluster]:
     """A Redis Cluster of `masters` masters with `replicas` replicas each; stopped on exit.
 
@@ -220,9 +263,11 @@ def redis_cluster(
     """
     binary = find_redis_server()
     assert binary is not None, "these tests need redis-server on the PATH"
-    cluster = RedisCluster(password=password)
+    cluster = RedisCluster(password=password, tls=tls)
     login = ("--requirepass", password, "--masterauth", password) if password else ()
     with tempfile.TemporaryDirectory(prefix="tokenrelay-cluster-") as workdir:
+        certificates = tls_files(Path(workdir)) if tls else None
+        cli_tls = ("--tls", "--cacert", str(certificates.ca)) if certificates else ()
         try:
             for _ in range(masters * (1 + replicas)):
                 cluster.nodes.append(
@@ -242,6 +287,7 @@ def redis_cluster(
                         "--appendonly",
                         "yes",
                         *login,
+                        tls=certificates,
                     )
                 )
             if masters >= 3:
@@ -249,6 +295,7 @@ def redis_cluster(
                     [
                         "redis-cli",
                         *(("--no-auth-warning", "-a", password) if password else ()),
+                        *cli_tls,
                         "--cluster",
                         "create",
                         *(n.address for n in cluster.nodes),
