@@ -11,7 +11,7 @@ SDK must be able to read it), by the same functions as every other error.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,6 +32,10 @@ class BodyRefused(ApiError):
         self.error_type = failure.error_type
 
 
+def _may_carry_a_body(scope: Scope) -> bool:
+    return any(name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"])
+
+
 class BodySizeLimit:
     def __init__(
         self,
@@ -47,10 +51,15 @@ class BodySizeLimit:
         self.shapes = shapes or {}
         self.idle_timeout_s = idle_timeout_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A request that cannot carry a body (HTTP/1.1: neither `Content-Length` nor
+        `Transfer-Encoding`), such as every SSE stream's GET, goes straight to the
+        app: no frame or closure of this middleware lives as long as its response."""
+        if scope["type"] != "http" or not _may_carry_a_body(scope):
+            return self.app(scope, receive, send)
+        return self._limited(scope, receive, send)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
