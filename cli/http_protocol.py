@@ -31,7 +31,9 @@ both, but the API may face clients directly, so the bound lives in the server.
 
 Each request's scope also carries the `tokenrelay.direct_body` extension, through
 which the hub writes live SSE events to many connections in one pass
-(api/streaming/direct.py says when, and why it is the same bytes).
+(api/streaming/direct.py says when, and why it is the same bytes), and through
+which a streaming response hears of its client's disconnect without a task of its
+own waiting on `receive()` for the life of the stream.
 
 `bounded_http_protocol(max_head_bytes, head_timeout_s)` gives the class to pass as
 `uvicorn.Config(http=...)`; subclassing uvicorn's protocol keeps its parsing,
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
@@ -67,10 +70,24 @@ class _ChunkWriter:
     only while that is the same thing: the response started, chunked, not complete,
     its client connected and reading (not flow-paused)."""
 
-    __slots__ = ("_cycle",)
+    __slots__ = ("_cycle", "_on_disconnect")
 
     def __init__(self, cycle: RequestResponseCycle) -> None:
         self._cycle = cycle
+        self._on_disconnect: Callable[[], None] | None = None
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the client goes away (at once if it already has): a
+        streaming response learns of it without a task waiting on `receive()`."""
+        if self._cycle.disconnected:
+            callback()
+        else:
+            self._on_disconnect = callback
+
+    def disconnected(self) -> None:
+        callback, self._on_disconnect = self._on_disconnect, None
+        if callback is not None:
+            callback()
 
     def write_chunk(self, chunk: bytes) -> bool:
         cycle = self._cycle
@@ -133,6 +150,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._linger_timer.cancel()
             self._linger_timer = None
         super().connection_lost(exc)
+        cycle = self.cycle
+        if cycle is not None and cycle.disconnected:
+            writer = cycle.scope.get("extensions", {}).get(direct.EXTENSION)
+            if isinstance(writer, _ChunkWriter):
+                writer.disconnected()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:

@@ -25,6 +25,7 @@ from `Viewer.direct_last` where the hub left its cursor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Protocol
 
@@ -35,11 +36,15 @@ EXTENSION = "tokenrelay.direct_body"
 
 
 class BodyWriter(Protocol):
-    """What the server offers under `EXTENSION`: a non-blocking chunk write."""
+    """What the server offers under `EXTENSION`: a non-blocking chunk write, and a
+    disconnect callback."""
 
     def write_chunk(self, chunk: bytes) -> bool:
         """Write one already framed HTTP/1.1 chunk now, or return False (and write
         nothing) when the response cannot take it this way."""
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Have `callback` called once when the client goes away (at once if gone)."""
 
 
 @lru_cache(maxsize=8192)

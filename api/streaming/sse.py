@@ -209,13 +209,19 @@ class EventStreamResponse(Response):
                 pass
             self.interrupt("disconnect")
 
-        watcher = asyncio.create_task(watch_disconnect())
+        # Our server tells of a disconnect itself (cli/http_protocol.py); under any
+        # other, a task waits on receive() for the life of the stream.
+        direct: BodyWriter | None = scope.get("extensions", {}).get(EXTENSION)
+        watcher: asyncio.Task[None] | None = None
+        if direct is None:
+            watcher = asyncio.create_task(watch_disconnect())
         try:
             try:
                 await self._send(send, {"type": "http.response.start", "status": 200,
                                          "headers": self.raw_headers})  # fmt: skip
+                if direct is not None:
+                    direct.on_disconnect(lambda: self.interrupt("disconnect"))
                 if self.sink is not None:
-                    direct: BodyWriter | None = scope.get("extensions", {}).get(EXTENSION)
                     self.sink.writer = direct  # None under a server without it: the usual path
                 async for chunk in self.body_iterator:
                     await self._send(
@@ -226,7 +232,8 @@ class EventStreamResponse(Response):
                 self._finished = True
                 if self.sink is not None:
                     self.sink.writer = None
-                watcher.cancel()
+                if watcher is not None:
+                    watcher.cancel()
                 await self.body_iterator.aclose()
         except (TimeoutError, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError) and (

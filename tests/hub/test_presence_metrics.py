@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from tests.hub.conftest import ApiFactory
-from tests.hub.support import DirectPublisher, RawSse
+from tests.hub.support import DirectPublisher, RawSse, metric_value
 from tests.support.polling import wait_for
 from tests.support.sse import iter_sse
 
@@ -87,3 +87,26 @@ async def test_quiet_stream_gets_heartbeats_from_the_idle_sweep(
                 if len(comments) == 3:
                     break
     assert comments == ["ping", "ping", "ping"]
+
+
+async def test_a_client_gone_from_a_quiet_stream_leaves_at_once(
+    start_api: ApiFactory, publisher: DirectPublisher
+) -> None:
+    """Nothing is written to a quiet stream for a heartbeat (here 300 s), so no
+    failed write can reveal a closed socket: the server itself must tell the
+    response (cli/http_protocol.py), which closes it and frees its viewer."""
+    api = start_api(TOKENRELAY_HEARTBEAT_S="300")
+    gen_id = await publisher.start()
+    viewer = await RawSse.open(api.port, f"/v1/generations/{gen_id}/events", rcvbuf=65536)
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        def open_streams_are(count: float) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                text = (await client.get(f"{api.base_url}/metrics")).text
+                return metric_value(text, "tokenrelay_sse_connections_open") == count
+
+            return check
+
+        await wait_for(open_streams_are(1), what="the stream to be open")
+        viewer.close()
+        await wait_for(open_streams_are(0), what="the closed client's stream to end")
