@@ -28,7 +28,7 @@ from services.api_keys import KeyStore
 from services.background import BackgroundLoop
 from services.config import Settings
 from services.limits import Limits
-from services.redis_checks import warn_about_redis_settings
+from services.redis_checks import warn_about_both_roles
 from services.redis_connections import (
     StreamsCluster,
     blocking_reader,
@@ -134,9 +134,7 @@ class AppState:
         await state.watchdog.start()
         state.streams.start()
         state._drain_watch.start()
-        await warn_about_redis_settings(redis, "api")
-        if isinstance(store.redis, Redis) and store.redis is not redis:
-            await warn_about_redis_settings(store.redis, "api (streams Redis)", role="streams")
+        await warn_about_both_roles(redis, store.redis, "api")
         return state
 
     async def close(self) -> None:

@@ -19,6 +19,8 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.redis_connections import StreamsClient
+
 log = logging.getLogger(__name__)
 
 
@@ -78,3 +80,11 @@ async def warn_about_redis_settings(
     for warning in warnings:
         log.warning("%s: %s", component, warning)
     return warnings
+
+
+async def warn_about_both_roles(control: Redis, streams: StreamsClient, component: str) -> None:
+    """The start-up checks of a process: its control Redis, and its streams Redis when
+    that is another plain Redis (a cluster client's nodes are not checked here)."""
+    await warn_about_redis_settings(control, component)
+    if isinstance(streams, Redis) and streams is not control:
+        await warn_about_redis_settings(streams, f"{component} (streams Redis)", role="streams")

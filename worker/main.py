@@ -10,12 +10,11 @@ import logging
 from typing import Any
 
 from arq.worker import Worker, func
-from redis.asyncio import Redis
 
 from services import keys
 from services.config import Settings
 from services.providers import build_providers
-from services.redis_checks import warn_about_redis_settings
+from services.redis_checks import warn_about_both_roles
 from services.redis_connections import queue_client
 from worker.jobs import run_generation
 from worker.load import LoopLag
@@ -34,10 +33,7 @@ def build_worker(settings: Settings) -> Worker:
         ctx["runtime"] = runtime
         load: LoopLag = ctx["load"]
         runtime.metrics.loop_lag.set_function(lambda: load.lag_s)
-        await warn_about_redis_settings(runtime.redis, "worker")
-        streams = runtime.store.redis
-        if isinstance(streams, Redis) and streams is not runtime.redis:
-            await warn_about_redis_settings(streams, "worker (streams Redis)", role="streams")
+        await warn_about_both_roles(runtime.redis, runtime.store.redis, "worker")
         log.info("tokenrelay worker ready on queue %s", settings.queue_name)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
