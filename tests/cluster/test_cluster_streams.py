@@ -33,6 +33,7 @@ from tests.faults.support import (
 )
 from tests.hub.support import metric_value
 from tests.support.polling import wait_for
+from tests.support.processes import ApiProcess
 from tests.support.redis_topologies import RedisCluster, RedisNode, command, redis_cluster
 from tests.support.sse import assemble_text
 
@@ -79,6 +80,28 @@ def _holders(cluster: RedisCluster, gen_ids: list[str]) -> set[int]:
     return {cluster.master_of(f"tokenrelay:{{{gen_id}}}:meta").port for gen_id in gen_ids}
 
 
+async def _three_streams_live_on_two_replicas(
+    procs: Processes, env: dict[str, str]
+) -> list[ApiProcess]:
+    """A worker and two APIs on `env`'s cluster; three stories, each watched on both
+    APIs: exact, and live on one connection (a pub/sub link that cannot reach its
+    node would end the stream with a retry hint each time: exact text still, but
+    over reconnections). Returns the APIs, for their logs."""
+    procs.worker(**env).wait_ready()
+    apis = [procs.api(**env) for _ in range(2)]
+    for api in apis:
+        api.wait_ready()
+    gen_ids = [await create(apis[0].base_url, max_tokens=40) for _ in range(3)]
+    viewings = await asyncio.gather(
+        *(watch(api.base_url, gen_id) for gen_id in gen_ids for api in apis)
+    )
+    for viewing in viewings:
+        assert viewing.kinds[-1] == "done"
+        assert assemble_text(viewing.events) == expected_story(40)
+        assert viewing.connections == 1, viewing.retries
+    return apis
+
+
 async def test_a_password_protected_cluster_with_a_percent_encoded_password(
     procs: Processes,
 ) -> None:
@@ -87,21 +110,7 @@ async def test_a_password_protected_cluster_with_a_percent_encoded_password(
     (one connection per master, made by the hub itself) all log in."""
     with redis_cluster(masters=3, password="p@ss:w/rd %") as locked:
         assert "p%40ss%3Aw%2Frd%20%25@" in locked.url
-        procs.worker(**_on(locked)).wait_ready()
-        apis = [procs.api(**_on(locked)) for _ in range(2)]
-        for api in apis:
-            api.wait_ready()
-        gen_ids = [await create(apis[0].base_url, max_tokens=40) for _ in range(3)]
-        viewings = await asyncio.gather(
-            *(watch(api.base_url, gen_id) for gen_id in gen_ids for api in apis)
-        )
-        for viewing in viewings:
-            assert viewing.kinds[-1] == "done"
-            assert assemble_text(viewing.events) == expected_story(40)
-            # Live on one connection: a link refused at login would end the stream
-            # with a retry hint each time (exact text still, over reconnections).
-            assert viewing.connections == 1, viewing.retries
-        for api in apis:
+        for api in await _three_streams_live_on_two_replicas(procs, _on(locked)):
             assert "Authentication" not in api.log()
 
 
@@ -109,24 +118,12 @@ async def test_a_password_protected_cluster_with_a_percent_encoded_password(
 async def test_a_cluster_over_tls(procs: Processes) -> None:
     """`rediss+cluster://`, as managed clusters with in-transit encryption are reached:
     the nodes speak only TLS (client port, replication and the cluster bus), and the
-    processes trust the nodes' CA through the standard `SSL_CERT_FILE`."""
+    processes trust the nodes' CA through the standard `SSL_CERT_FILE`; the hub's
+    links speak TLS too."""
     with redis_cluster(masters=3, tls=True) as encrypted:
         assert encrypted.url.startswith("rediss+cluster://")
-        ca = encrypted.nodes[0].tls_ca
-        env = {**_on(encrypted), "SSL_CERT_FILE": str(ca)}
-        procs.worker(**env).wait_ready()
-        apis = [procs.api(**env) for _ in range(2)]
-        for api in apis:
-            api.wait_ready()
-        gen_ids = [await create(apis[0].base_url, max_tokens=40) for _ in range(3)]
-        viewings = await asyncio.gather(
-            *(watch(api.base_url, gen_id) for gen_id in gen_ids for api in apis)
-        )
-        for viewing in viewings:
-            assert viewing.kinds[-1] == "done"
-            assert assemble_text(viewing.events) == expected_story(40)
-            assert viewing.connections == 1, viewing.retries  # the hub's links speak TLS too
-        for api in apis:
+        env = {**_on(encrypted), "SSL_CERT_FILE": str(encrypted.nodes[0].tls_ca)}
+        for api in await _three_streams_live_on_two_replicas(procs, env):
             assert "pub/sub link" not in api.log()
 
 
