@@ -14,7 +14,7 @@ from services.errors import AuthenticationFailed
 from services.viewer_tokens import looks_like_token
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.tokenrelay
     return state
 
