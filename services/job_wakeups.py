@@ -5,7 +5,7 @@ a second per idle worker and delays each new generation by up to 50 ms (25 ms on
 average) before a worker even looks, which users feel as time to first token.
 So whoever queues a job also publishes its id on one channel that every worker
 listens to (`queue_job` queues and publishes in one script), and a worker that
-hears it claims that job at once (`claim_job`, one script), before it even lists
+hears it claims and reads that job at once (`claim_job`, one script), before it even lists
 the queue; every worker hearing it tries, one wins. The poll stays, at a slower
 pace (`TOKENRELAY_WORKER_POLL_S`), as the fallback for a wake-up lost while a
 worker was reconnecting: a missed message delays a job, it never loses one.
@@ -16,9 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from dataclasses import dataclass
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
@@ -68,37 +74,88 @@ async def queue_job(
     return bool(created)
 
 
-# What arq's start_jobs checks and writes to claim a queued job (nobody runs it, it
-# is still queued and due), in one step instead of WATCH, EXISTS, ZSCORE and
-# MULTI/PSETEX/EXEC: one round trip between a worker's wake-up and its job's start.
-# KEYS: in-progress, queue. ARGV: job id, now ms, in-progress ttl ms.
-# Returns the job's score, or false when it is not this worker's to run.
+# What arq's `start_jobs` and then `run_job` do to claim a queued job and read it,
+# in one step: the claim (nobody runs it, it is still queued and due; arq's WATCH,
+# EXISTS, ZSCORE and MULTI/PSETEX/EXEC), then the job's data and its try count
+# (arq's GET, INCR, EXPIRE), and, for a generation's job, its entry in the running
+# index the reaper watches (what the job itself would write next). One round trip
+# between a worker's wake-up and its generation's start instead of three.
+# KEYS: in-progress, queue, job, retry, running index.
+# ARGV: job id, now ms, in-progress ttl ms, retry ttl s, generation id or '', check-in ms.
+# Returns {score, job data or false, try}, or false when it is not this worker's to run.
 _CLAIM_JOB = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
 redis.call('PSETEX', KEYS[1], ARGV[3], '1')
-return score
+local job = redis.call('GET', KEYS[3])
+local try = redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[4])
+if job and ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[5], tonumber(ARGV[2]) + tonumber(ARGV[6]), ARGV[5])
+end
+return {score, job, try}
 """
+
+RETRY_KEY_TTL_S = 88_400
+"""How long arq keeps a job's try count (its `run_job` sets the same)."""
 
 _claims: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
 
 
-async def claim_job(
-    queue: ArqRedis, job_id: str, *, queue_name: str, in_progress_ms: int
-) -> int | None:
-    """Mark `job_id` in progress exactly as arq's `start_jobs` would, atomically.
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job this worker now runs: arq's in-progress marker is set, its try counted."""
 
-    The job's queue score (for `run_job`), or None when it is already running
-    elsewhere, gone from the queue, or deferred to later."""
+    score: int
+    data: bytes | None
+    """The serialized job; None when it expired before it was claimed."""
+    job_try: int
+    indexed_generation: str | None
+    """The generation put in the running index by the claim, if any."""
+
+
+async def claim_job(
+    queue: ArqRedis,
+    job_id: str,
+    *,
+    queue_name: str,
+    in_progress_ms: int,
+    check_in_ms: int = 0,
+) -> ClaimedJob | None:
+    """Claim and read `job_id` exactly as arq's `start_jobs` and `run_job` would, atomically.
+
+    A generation's job (services/keys.py `generation_of_job`) is also put in the
+    running index, due for a check in `check_in_ms`, so a reaper finds it if this
+    worker dies from here on. None when the job is already running elsewhere,
+    gone from the queue, or deferred to later.
+    """
     script = _claims.get(queue)
     if script is None:
         script = _claims[queue] = queue.register_script(_CLAIM_JOB)
-    score = await script(
-        keys=[in_progress_key_prefix + job_id, queue_name],
-        args=[job_id, timestamp_ms(), in_progress_ms],
+    gen_id = keys.generation_of_job(job_id)
+    claimed = await script(
+        keys=[
+            in_progress_key_prefix + job_id,
+            queue_name,
+            job_key_prefix + job_id,
+            retry_key_prefix + job_id,
+            keys.RUNNING,
+        ],
+        args=[
+            job_id,
+            timestamp_ms(),
+            in_progress_ms,
+            RETRY_KEY_TTL_S,
+            gen_id or "",
+            check_in_ms,
+        ],
     )
-    return None if score is None else int(float(score))
+    if claimed is None:
+        return None
+    score, data, job_try = claimed
+    indexed = gen_id if data is not None and gen_id else None
+    return ClaimedJob(int(float(score)), data, int(job_try), indexed)
 
 
 class JobWakeups:

@@ -71,6 +71,12 @@ def takeover_job_id(gen_id: str, takeover: int) -> str:
     return f"{gen_id}:takeover{takeover}"
 
 
+def generation_of_job(job_id: str) -> str | None:
+    """The generation an arq job runs (its first run's id or a takeover's), else None."""
+    gen_id = job_id.partition(":takeover")[0]
+    return gen_id if is_generation_id(gen_id) else None
+
+
 def all_for(gen_id: str) -> tuple[str, str, str, str]:
     """Keys in the order the store's scripts expect them."""
     return meta(gen_id), events(gen_id), text(gen_id), lease(gen_id)

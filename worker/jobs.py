@@ -27,6 +27,7 @@ from services.limits import release_generation
 from services.providers.base import FinishChunk, Provider, TextChunk, ToolCallChunk
 from services.redis_connections import is_passing_outage
 from services.store import AttemptGrant
+from worker.claimed_job import INDEXED_GENERATION
 from worker.publisher import DeltaPublisher, PublishRefused
 from worker.retry import AttemptClock, RetryPolicy, TimeLimits
 from worker.runtime import WorkerRuntime
@@ -41,7 +42,8 @@ _ENDED = frozenset({"completed", "failed", "cancelled", "finished", "missing"})
 async def run_generation(ctx: dict[str, Any], gen_id: str) -> str:
     """arq entry point. Returns a short outcome word for arq's job result."""
     runtime: WorkerRuntime = ctx["runtime"]
-    return await GenerationRun(runtime, gen_id).run()
+    indexed = ctx.get(INDEXED_GENERATION) == gen_id
+    return await GenerationRun(runtime, gen_id).run(indexed=indexed)
 
 
 class GenerationRun:
@@ -54,16 +56,18 @@ class GenerationRun:
         self._batch_numbers = itertools.count(1)  # shared by every attempt's publisher
         self.publisher = self._new_publisher()
 
-    async def run(self) -> str:
+    async def run(self, *, indexed: bool = False) -> str:
         """Run the generation; on losing Redis, stop writing and leave it to a takeover.
 
-        The generation is put in the running index before its lease is taken, so
-        a reaper finds it whenever this worker dies from here on (worker/reaper.py).
+        The generation is in the running index before its lease is taken, so a
+        reaper finds it whenever this worker dies from here on (worker/reaper.py):
+        the job's claim put it there (`indexed`), or it is put there first.
         A Redis error mid-attempt cannot be retried safely (a write whose reply was
         lost may have been applied), so the attempt is abandoned, its lease handed
         back as soon as Redis answers, and a reaper starts a fresh attempt.
         """
-        await self._until_redis_answers()
+        if not indexed:
+            await self._until_redis_answers()
         try:
             outcome = await self._run_tracked()
         except RedisError as exc:

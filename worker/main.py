@@ -55,6 +55,7 @@ def build_worker(settings: Settings) -> Worker:
         keep_result=60,
         poll_delay=settings.worker_poll_s,
         reply_timeout_s=settings.redis_timeout_s,
+        check_in_ms=int(settings.lease_s * 1000),
         handle_signals=True,
         job_completion_wait=int(settings.worker_drain_s),
         allow_abort_jobs=False,

@@ -26,7 +26,8 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from services.background import Backoff, until_redis_answers
-from services.job_wakeups import JobWakeups, claim_job
+from services.job_wakeups import ClaimedJob, JobWakeups, claim_job
+from worker.claimed_job import run_claimed_job
 from worker.load import LoopLag
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,13 @@ _SLICE = 10
 
 
 class ResilientWorker(Worker):
-    def __init__(self, *args: Any, reply_timeout_s: float = 5.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, reply_timeout_s: float = 5.0, check_in_ms: int = 0, **kwargs: Any
+    ) -> None:
+        """`check_in_ms`: when the reaper first checks a generation this worker claimed
+        (its lease's length: the lease is renewed well before)."""
         super().__init__(*args, **kwargs)
+        self._check_in_ms = check_in_ms
         self._down_since: float | None = None
         self._backoff = Backoff(first_s=0.1, cap_s=5.0)
         self._reply_timeout_s = reply_timeout_s
@@ -67,9 +73,9 @@ class ResilientWorker(Worker):
             await self.load.stop()
             await wakeups.stop()
 
-    async def run_job(self, job_id: str, score: int) -> None:
+    async def _run_claimed(self, job_id: str, claim: ClaimedJob) -> None:
         try:
-            await super().run_job(job_id, score)
+            await run_claimed_job(self, job_id, claim)
         finally:
             if self._wakeups is not None:
                 self._wakeups.poke()  # a slot is free: take the next queued job now
@@ -94,7 +100,9 @@ class ResilientWorker(Worker):
 
     async def _claim_and_start(self, job_ids: list[bytes]) -> None:
         """arq's own `start_jobs` loop, with its four-round-trip claim (WATCH, EXISTS,
-        ZSCORE, MULTI/EXEC) done by one script (services/job_wakeups.py `claim_job`)."""
+        ZSCORE, MULTI/EXEC) and `run_job`'s read of the job done by one script
+        (services/job_wakeups.py `claim_job`); the job then runs from what it read
+        (worker/claimed_job.py)."""
         for job_id_b in job_ids:
             job_id = job_id_b.decode()
             running = self.tasks.get(job_id)
@@ -105,21 +113,22 @@ class ResilientWorker(Worker):
                 self.sem.release()
                 return
             self.job_counter += 1
-            score: int | None = None
+            claim: ClaimedJob | None = None
             try:
-                score = await claim_job(
+                claim = await claim_job(
                     self.pool,
                     job_id,
                     queue_name=self.queue_name,
                     in_progress_ms=int(self.in_progress_timeout_s * 1000),
+                    check_in_ms=self._check_in_ms,
                 )
             finally:  # not claimed, or Redis failed: the slot must not leak
-                if score is None:
+                if claim is None:
                     self.job_counter -= 1
                     self.sem.release()
-            if score is None:  # running elsewhere, finished, or deferred
+            if claim is None:  # running elsewhere, finished, or deferred
                 continue
-            task = self.loop.create_task(self.run_job(job_id, score))
+            task = self.loop.create_task(self._run_claimed(job_id, claim))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
 

@@ -61,7 +61,7 @@ async def test_a_queued_job_is_claimed_once_and_only_when_due(own_redis: RedisSe
             *(claim_job(queue, "gen_1", queue_name="q", in_progress_ms=60_000) for _ in range(5))
         )
         assert claims.count(None) == 4
-        assert [c for c in claims if c is not None] == [int(score)]
+        assert [c.score for c in claims if c is not None] == [int(score)]
         job = Job("gen_1", queue, _queue_name="q")
         assert await job.status() == JobStatus.in_progress
         assert 0 < await queue.pttl(b"arq:in-progress:gen_1") <= 60_000
