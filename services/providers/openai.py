@@ -90,6 +90,40 @@ def chat_params(
     return params
 
 
+ChunkStream = openai.AsyncStream[dict[str, Any]]
+"""A Chat Completions stream whose chunks stay the JSON objects they arrived as."""
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The JSON objects of a list field (absent, null or malformed: none)."""
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, dict)]
+
+
+def _deltas(delta: dict[str, Any]) -> list[ProviderChunk]:
+    """One choice's delta: its text, then its tool-call fragments."""
+    out: list[ProviderChunk] = []
+    content = delta.get("content")
+    if isinstance(content, str) and content:
+        out.append(TextChunk(content))
+    for position, call in enumerate(_dicts(delta.get("tool_calls"))):
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        index = call.get("index")
+        out.append(
+            ToolCallChunk(
+                ToolCallFragment(
+                    index=index if isinstance(index, int) else position,
+                    id=call.get("id") or None,
+                    name=function.get("name") or None,
+                    arguments=function.get("arguments") or "",
+                )
+            )
+        )
+    return out
+
+
 class OpenAIProvider:
     name = "openai"
 
@@ -119,38 +153,41 @@ class OpenAIProvider:
         params = chat_params(
             request, include_usage=self._include_usage, max_tokens_field=self._max_tokens_field
         )
+        params["stream"] = True
         try:
-            stream = await self._client.chat.completions.create(**params, stream=True)
+            # The SDK's own request path (auth, errors, SSE parsing and in-stream
+            # error events) without its typed layer: our body is already plain
+            # JSON, and each chunk read as a dict costs a fraction of a model.
+            stream = await self._client.post(
+                "/chat/completions",
+                body=params,
+                cast_to=object,
+                stream=True,
+                stream_cls=ChunkStream,
+            )
         except openai.APIError as exc:
             raise self._translate(exc) from None
         finish_reason: str | None = None
         usage: Usage | None = None
         try:
             async for chunk in stream:
-                if chunk.usage is not None:
+                if not isinstance(chunk, dict):
+                    raise malformed_stream("an event's data is not a JSON object")
+                counted = chunk.get("usage")
+                if isinstance(counted, dict):
                     usage = Usage(
-                        input_tokens=chunk.usage.prompt_tokens or 0,
-                        output_tokens=chunk.usage.completion_tokens or 0,
+                        input_tokens=counted.get("prompt_tokens") or 0,
+                        output_tokens=counted.get("completion_tokens") or 0,
                     )
-                for choice in chunk.choices or []:
-                    if choice.index != 0:
+                for choice in _dicts(chunk.get("choices")):
+                    if choice.get("index", 0) != 0:
                         continue  # we never ask for n > 1
-                    delta = choice.delta
-                    if delta is not None and delta.content:
-                        yield TextChunk(delta.content)
-                    for position, call in enumerate((delta.tool_calls if delta else None) or []):
-                        function = call.function
-                        index = call.index if isinstance(call.index, int) else position
-                        yield ToolCallChunk(
-                            ToolCallFragment(
-                                index=index,
-                                id=call.id or None,
-                                name=(function.name or None) if function else None,
-                                arguments=(function.arguments or "") if function else "",
-                            )
-                        )
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
+                    delta = choice.get("delta")
+                    if isinstance(delta, dict):
+                        for piece in _deltas(delta):
+                            yield piece
+                    if choice.get("finish_reason"):
+                        finish_reason = str(choice["finish_reason"])
         except openai.APIError as exc:
             raise self._translate(exc) from None
         except json.JSONDecodeError as exc:
