@@ -21,6 +21,7 @@ from types import FrameType
 
 import uvicorn
 
+from api.events_fast_path import EventsFastPath
 from api.main import create_app
 from api.state import AppState
 from cli.http_protocol import bounded_http_protocol
@@ -72,7 +73,7 @@ class DrainingServer(uvicorn.Server):
 
 def run_api(settings: Settings, host: str, port: int) -> None:
     config = uvicorn.Config(
-        create_app(settings),
+        EventsFastPath(create_app(settings)),
         host=host,
         port=port,
         # httptools, as uvicorn would pick, with a bound on each request's head. The
@@ -82,6 +83,7 @@ def run_api(settings: Settings, host: str, port: int) -> None:
         # cap (TOKENRELAY_MAX_SSE_CONNECTIONS) and bodies theirs (BodySizeLimit).
         http=bounded_http_protocol(settings.max_header_bytes, settings.header_timeout_s),
         lifespan="on",
+        interface="asgi3",  # EventsFastPath is a plain callable returning an awaitable
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         proxy_headers=True,
         server_header=False,

@@ -9,12 +9,10 @@ and do no blocking I/O, so all of them are `async def`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Iterator
 
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
 
+from api.events_fast_path import api_routes
 from api.main import create_app
 from services.config import Settings
 
@@ -26,18 +24,8 @@ def _calls(dependant: Dependant) -> list[object]:
     return calls
 
 
-def _api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
-    """Every APIRoute, also those behind an included router (FastAPI keeps the router)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        included = getattr(route, "original_router", None) or getattr(route, "app", None)
-        if included is not None and hasattr(included, "routes"):
-            yield from _api_routes(included.routes)
-
-
 def test_every_endpoint_and_dependency_runs_on_the_event_loop() -> None:
-    routes = list(_api_routes(create_app(Settings()).routes))
+    routes = list(api_routes(create_app(Settings()).routes))
     assert len(routes) > 20  # the walk finds them all, however FastAPI nests them
     threaded = {
         f"{route.path}: {getattr(call, '__qualname__', call)}"
