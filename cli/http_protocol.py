@@ -57,6 +57,7 @@ from uvicorn.server import ServerState
 
 from api.errors import error_body
 from api.streaming import direct
+from cli.lean_connection import LazyEvent, Pipeline
 
 # Bytes of a head that are not in the URL or in a header's name and value: the method,
 # the spaces and version of the request line, ": " and CRLF per header, the final CRLF.
@@ -137,11 +138,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._head = _HeadState()
+        # cli/lean_connection.py: no deque per connection (uvicorn only appends left and pops)
+        self.pipeline = Pipeline()  # type: ignore[assignment]
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn's own signature
         super().connection_made(transport)
+        flow = self.flow
+        flow._is_writable_event = LazyEvent(is_set=flow._is_writable_event.is_set())
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -187,6 +192,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:  # this request's, not a queued one's
+            cycle.message_event = LazyEvent(is_set=cycle.message_event.is_set())
             extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
             extensions[direct.EXTENSION] = _ChunkWriter(cycle)
 
