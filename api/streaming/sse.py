@@ -34,6 +34,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
 from redis.exceptions import RedisError
@@ -161,7 +162,7 @@ class EventStreamResponse(Response):
         self._writer: asyncio.Task[object] | None = None
         self._finished = False
         self._interrupted: str | None = None
-        self.init_headers({**SSE_HEADERS, **(headers or {})})
+        self.raw_headers = _sse_raw_headers(headers or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self.gate.try_acquire() if self.gate is not None else None
@@ -275,6 +276,32 @@ class EventStreamResponse(Response):
                 watchdog.sending.pop(self, None)
         else:
             await send(message)
+
+
+def _encoded_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """`headers` and the content type, as Starlette encodes a bodiless response's."""
+    response = EventStreamResponse.__new__(EventStreamResponse)
+    response.status_code = 200
+    response.init_headers(headers)
+    return response.raw_headers
+
+
+@lru_cache(maxsize=1)
+def _shared_raw_headers() -> list[tuple[bytes, bytes]]:
+    return _encoded_headers(SSE_HEADERS)
+
+
+def _sse_raw_headers(own: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """An SSE response's raw headers: the shared ones, encoded once, then its own
+    (such as the generation's id). Each response kept its own encoded copy of the
+    shared ones before: about 400 bytes of every open stream."""
+    shared = _shared_raw_headers()
+    extra = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in own.items()
+    ]
+    if {name for name, _ in extra} & {name for name, _ in shared}:  # one of ours overridden
+        return _encoded_headers({**SSE_HEADERS, **own})
+    return [*shared, *extra]
 
 
 class SendWatchdog:
