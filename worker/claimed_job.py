@@ -85,7 +85,9 @@ async def run_claimed_job(worker: Worker, job_id: str, claim: ClaimedJob) -> Non
         async with asyncio.timeout(timeout_s):
             result = await function.coroutine(ctx, *args, **kwargs)
     except asyncio.CancelledError:
-        # Shutting down: left queued (and its try counted) to run again, as arq does.
+        # Shutting down: left queued (and its try counted) to run again. Like arq's
+        # run_job, the cancellation ends here: arq's shutdown gathers its job tasks
+        # and would fail on one ending cancelled.
         seconds = (timestamp_ms() - start_ms) / 1000
         log.info("%6.2fs ↻ %s cancelled, will be run again", seconds, ref)
         worker.jobs_retried += 1
@@ -129,8 +131,6 @@ async def run_claimed_job(worker: Worker, job_id: str, claim: ClaimedJob) -> Non
             None,
         )
     )
-    if not finish:
-        raise asyncio.CancelledError
 
 
 async def _failed(
