@@ -90,8 +90,9 @@ def chat_params(
     return params
 
 
-ChunkStream = openai.AsyncStream[dict[str, Any]]
-"""A Chat Completions stream whose chunks stay the JSON objects they arrived as."""
+ChunkStream = openai.AsyncStream[object]
+"""A Chat Completions stream whose chunks stay the JSON values they arrived as (the
+SDK hands `object` data through untouched; any other type it walks, a dict too)."""
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
