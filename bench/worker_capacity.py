@@ -15,25 +15,36 @@ tokens/s like a real model) and waits for all of them. Reports, per concurrency:
     python -m bench.worker_capacity                 # 300 and 1,000 concurrent, 150 tokens
     python -m bench.worker_capacity --quick         # 50 concurrent, 50 tokens
     python -m bench.worker_capacity --concurrency 300 --tokens 150 --max-jobs 100
+    python -m bench.worker_capacity --provider openai   # through the openai SDK
 
 The demo provider's own pacing (one timer per token) is part of the CPU measured:
 a real provider costs the worker a socket read and an SSE parse per token instead.
+`--provider openai` measures that: the worker's `openai/` provider streams from a
+fake OpenAI upstream (tests/support/fake_openai.py, a process of its own) that
+sends one word per chunk at 50 chunks/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from cli.redis_server import free_port
 from tests.faults.support import RedisServer
+from tests.support.fake_upstream import script_prompt
 from tests.support.processes import ApiProcess, WorkerProcess, stack_env
 
 TOKENS_PER_S = 50.0
@@ -49,15 +60,48 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-async def _create(client: httpx.AsyncClient, tokens: int, n: int) -> str:
-    created = await client.post(
-        "/v1/generations",
-        json={
-            "model": "demo/story",
-            "max_tokens": tokens,
-            "messages": [{"role": "user", "content": f"story number {n}"}],
-        },
+def _request(provider: str, tokens: int, n: int) -> dict[str, Any]:
+    if provider == "openai":
+        words = " ".join(f"w{n}x{i}" for i in range(tokens))
+        prompt = script_prompt(f"capacity-{n}", {"text": words, "delay_s": 1 / TOKENS_PER_S})
+        return {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
+    return {
+        "model": "demo/story",
+        "max_tokens": tokens,
+        "messages": [{"role": "user", "content": f"story number {n}"}],
+    }
+
+
+@contextlib.contextmanager
+def _fake_openai(enabled: bool) -> Iterator[dict[str, str]]:
+    """The worker's environment for a fake OpenAI upstream in a process of its own."""
+    if not enabled:
+        yield {}
+        return
+    port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_openai", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield {"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "OPENAI_API_KEY": "sk-bench"}
+    finally:
+        upstream.terminate()
+        upstream.wait(10)
+
+
+async def _create(client: httpx.AsyncClient, provider: str, tokens: int, n: int) -> str:
+    created = await client.post("/v1/generations", json=_request(provider, tokens, n))
     created.raise_for_status()
     gen_id: str = created.json()["id"]
     return gen_id
@@ -77,12 +121,15 @@ async def _wait_all(client: httpx.AsyncClient, gen_ids: list[str]) -> list[dict[
 
 
 async def measure(
-    concurrency: int, tokens: int, max_jobs: int | None, workers: int = 1
+    concurrency: int, tokens: int, max_jobs: int | None, workers: int = 1, provider: str = "demo"
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as workdir:
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        _fake_openai(provider == "openai") as upstream_env,
+    ):
         redis = RedisServer(Path(workdir), appendonly=False)
         redis.start()
-        extra = {"TOKENRELAY_DEMO_TOKENS_PER_S": str(TOKENS_PER_S)}
+        extra = {"TOKENRELAY_DEMO_TOKENS_PER_S": str(TOKENS_PER_S), **upstream_env}
         if max_jobs is not None:
             extra["TOKENRELAY_WORKER_MAX_JOBS"] = str(max_jobs)
         env = stack_env(redis.url, **extra)
@@ -97,7 +144,7 @@ async def measure(
                 cpu_before = sum(_cpu_s(worker.process.pid) for worker in pool)
                 began = time.perf_counter()
                 gen_ids = await asyncio.gather(
-                    *(_create(client, tokens, n) for n in range(concurrency))
+                    *(_create(client, provider, tokens, n) for n in range(concurrency))
                 )
                 statuses = await _wait_all(client, list(gen_ids))
                 elapsed = time.perf_counter() - began
@@ -132,6 +179,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int)
     parser.add_argument("--max-jobs", type=int, help="TOKENRELAY_WORKER_MAX_JOBS (default: ours)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--provider", choices=("demo", "openai"), default="demo")
     args = parser.parse_args()
     levels = args.concurrency or ([50] if args.quick else [300, 1000])
     tokens = args.tokens or (50 if args.quick else 150)
@@ -141,7 +189,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for level in levels:
-        r = asyncio.run(measure(level, tokens, args.max_jobs, args.workers))
+        r = asyncio.run(measure(level, tokens, args.max_jobs, args.workers, args.provider))
         print(
             f"| {r['concurrency']} | {r['completed']} "
             f"| {r['wait_p50_ms']:.0f} / {r['wait_p99_ms']:.0f} / {r['wait_max_ms']:.0f} "
