@@ -153,58 +153,80 @@ class _StreamState:
         return Usage(input_tokens=self.input_tokens or 0, output_tokens=self.output_tokens or 0)
 
     def read_usage(self, usage: Any) -> None:
-        if usage is None:
+        if not isinstance(usage, dict):
             return
         parts = [
-            getattr(usage, name, None)
+            usage.get(name)
             for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
         ]
         if any(isinstance(part, int) for part in parts):
             self.input_tokens = sum(part for part in parts if isinstance(part, int))
-        output = getattr(usage, "output_tokens", None)
+        output = usage.get("output_tokens")
         if isinstance(output, int):
             self.output_tokens = output
 
-    def chunks(self, event: Any) -> list[ProviderChunk]:
-        """The chunks one SDK event yields (most yield none or one)."""
-        kind = getattr(event, "type", None)
+    def chunks(self, event: object) -> list[ProviderChunk]:
+        """The chunks one event (its JSON, as sent) yields (most yield none or one)."""
+        if not isinstance(event, dict):
+            raise malformed_stream("an event's data is not a JSON object")
+        kind = event.get("type")
+        index = event.get("index")
+        index = index if isinstance(index, int) else -1  # no content block has it
         if kind == "message_start":
-            self.read_usage(getattr(event.message, "usage", None))
+            self.read_usage(_object(event.get("message")).get("usage"))
         elif kind == "content_block_start":
-            block = event.content_block
-            if block.type == "tool_use":
-                index = self.tool_index.setdefault(event.index, len(self.tool_index))
-                arguments = json.dumps(block.input) if getattr(block, "input", None) else ""
+            block = _object(event.get("content_block"))
+            if block.get("type") == "tool_use" and index >= 0:
+                position = self.tool_index.setdefault(index, len(self.tool_index))
+                arguments = json.dumps(block["input"]) if block.get("input") else ""
                 if arguments:
-                    self.tool_has_input.add(event.index)
+                    self.tool_has_input.add(index)
                 fragment = ToolCallFragment(
-                    index=index, id=block.id, name=block.name, arguments=arguments
+                    index=position,
+                    id=_text(block.get("id")) or None,
+                    name=_text(block.get("name")) or None,
+                    arguments=arguments,
                 )
                 return [ToolCallChunk(fragment)]
-            if block.type == "text" and getattr(block, "text", ""):
-                return [TextChunk(block.text)]
+            if block.get("type") == "text" and _text(block.get("text")):
+                return [TextChunk(_text(block.get("text")))]
         elif kind == "content_block_delta":
-            delta = event.delta
-            if delta.type == "text_delta" and delta.text:
-                return [TextChunk(delta.text)]
-            is_input = delta.type == "input_json_delta" and event.index in self.tool_index
-            if is_input and delta.partial_json:
-                self.tool_has_input.add(event.index)
-                fragment = ToolCallFragment(
-                    index=self.tool_index[event.index], arguments=delta.partial_json
-                )
+            delta = _object(event.get("delta"))
+            text = _text(delta.get("text"))
+            if delta.get("type") == "text_delta" and text:
+                return [TextChunk(text)]
+            partial = _text(delta.get("partial_json"))
+            if delta.get("type") == "input_json_delta" and index in self.tool_index and partial:
+                self.tool_has_input.add(index)
+                fragment = ToolCallFragment(index=self.tool_index[index], arguments=partial)
                 return [ToolCallChunk(fragment)]
         elif kind == "content_block_stop":
-            if event.index in self.tool_index and event.index not in self.tool_has_input:
+            if index in self.tool_index and index not in self.tool_has_input:
                 # A tool without parameters: say "{}" as OpenAI would, not "".
-                fragment = ToolCallFragment(index=self.tool_index[event.index], arguments="{}")
+                fragment = ToolCallFragment(index=self.tool_index[index], arguments="{}")
                 return [ToolCallChunk(fragment)]
         elif kind == "message_delta":
-            self.stop_reason = event.delta.stop_reason or self.stop_reason
-            self.read_usage(getattr(event, "usage", None))
+            stop_reason = _text(_object(event.get("delta")).get("stop_reason"))
+            self.stop_reason = stop_reason or self.stop_reason
+            self.read_usage(event.get("usage"))
         elif kind == "message_stop":
             self.stopped = True
         return []
+
+
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object field (absent, null or malformed: empty)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str:
+    """A JSON string field (absent, null or malformed: empty)."""
+    return value if isinstance(value, str) else ""
+
+
+EventStream = anthropic.AsyncStream[object]
+"""A Messages stream whose events stay the JSON values they arrived as (the SDK hands
+`object` data through untouched, instead of building a typed event per token)."""
 
 
 class AnthropicProvider:
@@ -229,8 +251,13 @@ class AnthropicProvider:
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
         params = messages_params(request, default_max_tokens=self._default_max_tokens)
+        params["stream"] = True
         try:
-            stream = await self._client.messages.create(**params, stream=True)
+            # The SDK's own request path (auth, version header, errors, SSE parsing,
+            # in-stream error events) without its typed layer (as the openai provider).
+            stream = await self._client.post(
+                "/v1/messages", body=params, cast_to=object, stream=True, stream_cls=EventStream
+            )
         except anthropic.APIError as exc:
             raise self._translate(exc) from None
         state = _StreamState()
