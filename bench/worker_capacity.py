@@ -16,12 +16,13 @@ tokens/s like a real model) and waits for all of them. Reports, per concurrency:
     python -m bench.worker_capacity --quick         # 50 concurrent, 50 tokens
     python -m bench.worker_capacity --concurrency 300 --tokens 150 --max-jobs 100
     python -m bench.worker_capacity --provider openai   # through the openai SDK
+    python -m bench.worker_capacity --provider anthropic
 
 The demo provider's own pacing (one timer per token) is part of the CPU measured:
 a real provider costs the worker a socket read and an SSE parse per token instead.
-`--provider openai` measures that: the worker's `openai/` provider streams from a
-fake OpenAI upstream (tests/support/fake_openai.py, a process of its own) that
-sends one word per chunk at 50 chunks/s.
+`--provider openai` (or `anthropic`) measures that: the worker's provider streams
+from a fake upstream of that API (tests/support/fake_openai.py, fake_anthropic.py,
+in a process of its own) that sends one word per chunk at 50 chunks/s.
 """
 
 from __future__ import annotations
@@ -60,11 +61,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+_MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-haiku-4-5"}
+
+
 def _request(provider: str, tokens: int, n: int) -> dict[str, Any]:
-    if provider == "openai":
+    if provider in _MODELS:
         words = " ".join(f"w{n}x{i}" for i in range(tokens))
         prompt = script_prompt(f"capacity-{n}", {"text": words, "delay_s": 1 / TOKENS_PER_S})
-        return {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
+        return {"model": _MODELS[provider], "messages": [{"role": "user", "content": prompt}]}
     return {
         "model": "demo/story",
         "max_tokens": tokens,
@@ -73,14 +77,14 @@ def _request(provider: str, tokens: int, n: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _fake_openai(enabled: bool) -> Iterator[dict[str, str]]:
-    """The worker's environment for a fake OpenAI upstream in a process of its own."""
-    if not enabled:
+def _fake_upstream(provider: str) -> Iterator[dict[str, str]]:
+    """The worker's environment for a fake upstream of `provider` in a process of its own."""
+    if provider not in _MODELS:
         yield {}
         return
     port = free_port()
     upstream = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_openai", "--port", str(port)],
+        [sys.executable, "-m", f"tests.support.fake_{provider}", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -94,7 +98,9 @@ def _fake_openai(enabled: bool) -> Iterator[dict[str, str]]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        yield {"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "OPENAI_API_KEY": "sk-bench"}
+        base_url = f"http://127.0.0.1:{port}" + ("/v1" if provider == "openai" else "")
+        name = provider.upper()
+        yield {f"{name}_BASE_URL": base_url, f"{name}_API_KEY": "sk-bench"}
     finally:
         upstream.terminate()
         upstream.wait(10)
@@ -125,7 +131,7 @@ async def measure(
 ) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as workdir,
-        _fake_openai(provider == "openai") as upstream_env,
+        _fake_upstream(provider) as upstream_env,
     ):
         redis = RedisServer(Path(workdir), appendonly=False)
         redis.start()
@@ -179,7 +185,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int)
     parser.add_argument("--max-jobs", type=int, help="TOKENRELAY_WORKER_MAX_JOBS (default: ours)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--provider", choices=("demo", "openai"), default="demo")
+    parser.add_argument("--provider", choices=("demo", *_MODELS), default="demo")
     args = parser.parse_args()
     levels = args.concurrency or ([50] if args.quick else [300, 1000])
     tokens = args.tokens or (50 if args.quick else 150)
