@@ -36,7 +36,6 @@ INDEXED_GENERATION = "indexed_generation"
 
 async def run_claimed_job(worker: Worker, job_id: str, claim: ClaimedJob) -> None:
     """Run `job_id` to its end and write its outcome the way arq's `run_job` would."""
-    start_ms = timestamp_ms()
     if claim.data is None:
         log.warning("job %s expired", job_id)
         return await _failed(worker, job_id, claim, JobExecutionFailed("job expired"))
