@@ -35,6 +35,10 @@ from tests.support.sse import SseEvent, assemble_text
 from worker.cancel import CancelListener
 
 QUICK_TIMEOUTS = {"TOKENRELAY_REDIS_TIMEOUT_S": "1"}
+WORKER_STORY = 400
+"""Tokens of the story whose worker is cut off: 2 s at the tests' 200 tokens/s, so the
+cut lands mid-stream even when the viewer that triggers it runs late on a loaded
+machine (160 tokens last 0.8 s)."""
 
 
 @pytest.fixture()
@@ -86,12 +90,12 @@ async def test_worker_connections_going_half_open_do_not_stall_its_generation(
     worker.wait_ready()
     api.wait_ready()
 
-    gen_id = await create(api.base_url, max_tokens=160)
+    gen_id = await create(api.base_url, max_tokens=WORKER_STORY)
     viewer, _ = await watch_until_deltas(api.base_url, gen_id, deltas=3)
     proxy.cut()
     viewing = await asyncio.wait_for(viewer, 60)
 
-    expected = expected_story(160)
+    expected = expected_story(WORKER_STORY)
     assert_exact(viewing, expected)
     assert viewing.kinds.count("reset") == 1
     final = await status(api.base_url, gen_id)
@@ -112,7 +116,7 @@ async def test_worker_cut_off_for_good_is_taken_over_and_never_writes_again(
     cut_off.wait_ready()
     api.wait_ready()
 
-    gen_id = await create(api.base_url, max_tokens=160)
+    gen_id = await create(api.base_url, max_tokens=WORKER_STORY)
     viewer, _ = await watch_until_deltas(api.base_url, gen_id, deltas=3)
     proxy.cut(new_connections=True)
     survivor = procs.worker()
@@ -120,7 +124,7 @@ async def test_worker_cut_off_for_good_is_taken_over_and_never_writes_again(
     viewing = await asyncio.wait_for(viewer, 60)
     proxy.heal()
 
-    expected = expected_story(160)
+    expected = expected_story(WORKER_STORY)
     assert_exact(viewing, expected)
     assert "takeover 1 queued" in survivor.log()
     await asyncio.sleep(2)  # the cut-off worker may now reach Redis again: it must not write

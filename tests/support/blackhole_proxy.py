@@ -108,15 +108,19 @@ class BlackholeProxy:
         link = _Link()
         if self._cut_new and self._carrying is None:
             self._silence(link)
+        # Known before its upstream is connected: the client's connection is open
+        # already, so a cut from now on must silence it (it once slipped through
+        # while the proxy waited for Redis, and stayed working).
+        self._links.add(link)
         try:
             upstream_r, upstream_w = await asyncio.open_connection(
                 self.target_host, self.target_port
             )
         except OSError:
+            self._links.discard(link)
             client_w.close()
             return
         link.writers = [client_w, upstream_w]
-        self._links.add(link)
         try:
             await asyncio.gather(
                 self._pipe(client_r, upstream_w, link, outbound=True),
