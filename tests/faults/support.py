@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from arq.connections import ArqRedis
+from arq.worker import Function
 
 from cli.redis_server import find_redis_server, free_port, private_redis
 from services.providers.demo import story_tokens
@@ -23,6 +25,7 @@ from services.providers.demo import story_tokens
 from tests.support.polling import wait_for as wait_for
 from tests.support.processes import ApiProcess, ServiceProcess, WorkerProcess, stack_env
 from tests.support.sse import SseEvent, iter_sse
+from worker.resilient import ResilientWorker
 
 TERMINAL = frozenset({"done", "error", "cancelled"})
 PROMPT = "tell me a story about faults"
@@ -195,3 +198,23 @@ def runner_of(gen_id: str, workers: list[WorkerProcess]) -> WorkerProcess:
     owners = [w for w in workers if gen_id in w.log()]
     assert len(owners) == 1, f"expected one worker to run {gen_id}, found {len(owners)}"
     return owners[0]
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    queue: ArqRedis, functions: list[Function], *, release: asyncio.Event, **options: Any
+) -> AsyncIterator[ResilientWorker]:
+    """A `ResilientWorker` polling in this test's event loop. On exit `release` is set
+    (the test's jobs wait on it), the jobs are awaited, and the worker stops."""
+    worker = ResilientWorker(
+        functions=functions, redis_pool=queue, poll_delay=0.05, handle_signals=False, **options
+    )
+    running = asyncio.create_task(worker.main())
+    try:
+        yield worker
+    finally:
+        release.set()
+        await wait_for(lambda: worker.job_counter == 0, timeout_s=10, what="the jobs to end")
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -11,7 +11,6 @@ its try counted, to run again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +22,7 @@ from arq.worker import func
 
 from services import keys
 from services.job_wakeups import claim_job, queue_job
-from tests.faults.support import RedisServer
+from tests.faults.support import running_worker
 from tests.support.polling import wait_for
 from worker.resilient import ResilientWorker
 
@@ -48,35 +47,13 @@ async def hold(ctx: dict[str, Any]) -> str:
 
 
 @pytest.fixture()
-async def queue(own_redis: RedisServer) -> AsyncIterator[ArqRedis]:
-    pool = ArqRedis.from_url(own_redis.url)
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
-
-
-@pytest.fixture()
 async def worker(queue: ArqRedis) -> AsyncIterator[ResilientWorker]:
     SEEN.clear()
     RELEASE.clear()
-    worker = ResilientWorker(
-        functions=[func(echo, name="echo"), func(boom, name="boom"), func(hold, name="hold")],
-        redis_pool=queue,
-        poll_delay=0.05,
-        handle_signals=False,
-        keep_result=60,
-        max_tries=3,
-    )
-    running = asyncio.create_task(worker.main())
-    try:
+    functions = [func(echo, name="echo"), func(boom, name="boom"), func(hold, name="hold")]
+    options = {"keep_result": 60, "max_tries": 3}
+    async with running_worker(queue, functions, release=RELEASE, **options) as worker:
         yield worker
-    finally:
-        RELEASE.set()
-        await wait_for(lambda: worker.job_counter == 0, timeout_s=10, what="jobs to end")
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
 
 
 async def test_a_claim_reads_the_job_counts_its_try_and_indexes_its_generation(

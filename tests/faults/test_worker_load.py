@@ -19,7 +19,7 @@ from arq.connections import ArqRedis
 from arq.jobs import Job
 from arq.worker import func
 
-from tests.faults.support import RedisServer
+from tests.faults.support import running_worker
 from tests.support.polling import wait_for
 from worker.load import LoopLag
 from worker.resilient import ResilientWorker
@@ -66,34 +66,12 @@ async def test_loop_lag_notices_a_loop_that_falls_behind_and_one_that_recovers()
 
 
 @pytest.fixture()
-async def queue(own_redis: RedisServer) -> AsyncIterator[ArqRedis]:
-    pool = ArqRedis.from_url(own_redis.url)
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
-
-
-@pytest.fixture()
 async def worker(queue: ArqRedis) -> AsyncIterator[ResilientWorker]:
     RELEASE.clear()
     STARTED.clear()
-    worker = ResilientWorker(
-        functions=[func(hold, name="hold")],
-        redis_pool=queue,
-        poll_delay=0.05,
-        handle_signals=False,
-        max_jobs=10,
-    )
-    running = asyncio.create_task(worker.main())
-    try:
+    functions = [func(hold, name="hold")]
+    async with running_worker(queue, functions, release=RELEASE, max_jobs=10) as worker:
         yield worker
-    finally:
-        RELEASE.set()
-        await wait_for(lambda: worker.job_counter == 0, timeout_s=10, what="held jobs to end")
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
 
 
 def started(job: Job | None) -> bool:
