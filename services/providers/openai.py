@@ -142,8 +142,11 @@ class OpenAIProvider:
             # Explicit, so the SDK does not read the environment a second time.
             base_url=settings.openai_base_url or OPENAI_DEFAULT_BASE_URL,
             max_retries=0,
+            # No read timeout of the transport's: the attempt's own first-token, idle
+            # and total limits (worker/retry.py) bound every read with one timer per
+            # attempt, where httpx would arm and cancel a timer for each socket read.
             timeout=openai.Timeout(
-                settings.total_timeout_s, connect=settings.provider_connect_timeout_s
+                settings.total_timeout_s, connect=settings.provider_connect_timeout_s, read=None
             ),
         )
 
