@@ -22,6 +22,7 @@ import time
 from redis.exceptions import RedisError
 
 from services.background import BackgroundLoop, Backoff
+from services.redis_connections import is_passing_outage
 from services.store import GenerationStore
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,12 @@ class Presence:
             try:
                 await self._flush(due)
                 backoff.reset()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                # A connection dropped mid-write can surface from the event loop's
+                # transport, not as a RedisError (uvloop: "the handler is closed",
+                # seen when a Sentinel master was killed): an outage all the same.
+                if not (isinstance(exc, RedisError | OSError) or is_passing_outage(exc)):
+                    raise
                 log.warning("presence: could not write viewer counts (%s)", type(exc).__name__)
                 self._dirty |= due
                 self._changed.set()
