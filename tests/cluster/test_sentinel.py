@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -86,16 +86,23 @@ async def test_sigkill_of_the_sentinel_master_queued_jobs_still_run(
         assert (await status(api.base_url, gen_id))["status"] == "completed"
 
 
+async def fail_over_mid_stream(
+    procs: Processes, kill: Callable[[list[str]], None], *, generations: int
+) -> None:
+    """`kill_mid_stream` with a Sentinel failover's bounds: processes may start while
+    the Sentinels are still settling, and a failover takes seconds (down-after,
+    election, promotion) before the viewers can finish."""
+    await kill_mid_stream(
+        procs, kill, generations=generations, ready_timeout_s=90, watch_timeout_s=150
+    )
+
+
 @pytest.mark.timeout(240)
 async def test_sigkill_of_the_sentinel_master_mid_stream_viewers_stay_exact(
     procs_all_on_sentinel: Processes, sentinels: SentinelGroup
 ) -> None:
-    await kill_mid_stream(
-        procs_all_on_sentinel,
-        lambda gen_ids: sentinels.master.kill(),
-        generations=3,
-        ready_timeout_s=90,
-        watch_timeout_s=150,
+    await fail_over_mid_stream(
+        procs_all_on_sentinel, lambda gen_ids: sentinels.master.kill(), generations=3
     )
     assert sentinels.current_master_port() == sentinels.replica.port
 
@@ -122,12 +129,8 @@ async def test_a_frozen_sentinel_master_resumed_after_the_failover_loses_no_text
             os.kill(pid, signal.SIGCONT)
 
     resumer = threading.Thread(target=freeze_fail_over_resume)
-    await kill_mid_stream(
-        procs_all_on_sentinel,
-        lambda gen_ids: resumer.start(),
-        generations=3,
-        ready_timeout_s=90,
-        watch_timeout_s=150,
+    await fail_over_mid_stream(
+        procs_all_on_sentinel, lambda gen_ids: resumer.start(), generations=3
     )
     resumer.join(timeout=60)
 
@@ -147,12 +150,8 @@ async def test_a_password_protected_sentinel_group_fails_over_with_viewers_exact
         )
         processes = Processes(env)
         try:
-            await kill_mid_stream(
-                processes,
-                lambda gen_ids: group.master.kill(),
-                generations=2,
-                ready_timeout_s=90,
-                watch_timeout_s=150,
+            await fail_over_mid_stream(
+                processes, lambda gen_ids: group.master.kill(), generations=2
             )
             for process in processes.started:
                 assert "Authentication" not in process.log()
