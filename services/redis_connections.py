@@ -196,6 +196,13 @@ def is_passing_outage(exc: BaseException) -> bool:
     return isinstance(exc, AttributeError | RuntimeError) and _dropped_mid_command(exc)
 
 
+def is_redis_failure(exc: BaseException) -> bool:
+    """Whether `exc`, raised by a Redis call, is Redis failing (any `RedisError` or
+    socket error, or a lost connection in one of the forms redis-py lets escape as
+    other types): what a background loop waits out instead of crashing on."""
+    return isinstance(exc, RedisError | OSError) or is_passing_outage(exc)
+
+
 def _dropped_mid_command(exc: Exception) -> bool:
     """redis-py 5's cluster client disconnects every connection to a node that failed,
     including ones another task is writing on at that moment. That write then fails

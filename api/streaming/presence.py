@@ -22,7 +22,7 @@ import time
 from redis.exceptions import RedisError
 
 from services.background import BackgroundLoop, Backoff
-from services.redis_connections import is_passing_outage
+from services.redis_connections import is_redis_failure
 from services.store import GenerationStore
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Presence:
                 # A connection dropped mid-write can surface from the event loop's
                 # transport, not as a RedisError (uvloop: "the handler is closed",
                 # seen when a Sentinel master was killed): an outage all the same.
-                if not (isinstance(exc, RedisError | OSError) or is_passing_outage(exc)):
+                if not is_redis_failure(exc):
                     raise
                 log.warning("presence: could not write viewer counts (%s)", type(exc).__name__)
                 self._dirty |= due

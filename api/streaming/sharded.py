@@ -48,7 +48,7 @@ from services.events import stored_event_from_entry
 from services.redis_connections import (
     ClusterUnavailable,
     StreamsCluster,
-    is_passing_outage,
+    is_redis_failure,
     keepalive_options,
 )
 from services.store import GenerationStore
@@ -286,7 +286,7 @@ class ShardedStreamHub(StreamHub):
             except Exception as exc:
                 self._metrics.hub_errors.inc()
                 failures = failures + 1 if not link.answered else 1
-                if isinstance(exc, RedisError | OSError) or is_passing_outage(exc):
+                if is_redis_failure(exc):
                     log.warning("hub: pub/sub link to %s:%s failed (%s)", host, port, exc)
                 else:
                     log.exception("hub: pub/sub link to %s:%s failed unexpectedly", host, port)
