@@ -57,8 +57,10 @@ def run_service(args: argparse.Namespace, settings: Settings) -> int:
         run_api(settings, args.host, args.port)
         return 0
     if args.command == "worker":
+        from cli.event_loop import install_fastest_loop
         from worker.main import build_worker
 
+        install_fastest_loop()
         build_worker(settings).run()
         return 0
     from cli.dev import run_dev

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
+from services.redis_connections import is_redis_failure
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ async def until_redis_answers(
     while True:
         try:
             return await call()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            if not is_redis_failure(exc):
+                raise
             if not logged:
                 log.warning("%s: waiting for Redis (%s)", what, type(exc).__name__)
                 logged = True

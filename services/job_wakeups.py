@@ -29,11 +29,10 @@ from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
 from services import keys
 from services.background import BackgroundLoop, Backoff
-from services.redis_connections import live_messages
+from services.redis_connections import is_redis_failure, live_messages
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +206,8 @@ class JobWakeups:
                         if len(self._announced) < MAX_ANNOUNCED:  # past that, the poll finds them
                             self._announced.append(message["data"])
                         self._heard.set()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not is_redis_failure(exc):
+                    raise
                 log.warning("job wake-ups lost Redis (%s); reconnecting", type(exc).__name__)
                 await backoff.sleep()

@@ -18,10 +18,8 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from redis.exceptions import RedisError
-
 from services.background import BackgroundLoop, Backoff
-from services.redis_connections import live_messages
+from services.redis_connections import is_redis_failure, live_messages
 from services.store import GenerationStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +73,8 @@ class CancelListener:
                         event = self._watched.get(gen_id) if isinstance(gen_id, str) else None
                         if event is not None:
                             event.set()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not is_redis_failure(exc):
+                    raise
                 log.warning("cancel listener lost Redis (%s); reconnecting", type(exc).__name__)
                 await backoff.sleep()

@@ -25,7 +25,7 @@ from services.events import CancelledEvent, DoneEvent, ErrorEvent, encode_data
 from services.generation import GenerationRequest
 from services.limits import release_generation
 from services.providers.base import FinishChunk, Provider, TextChunk, ToolCallChunk
-from services.redis_connections import is_passing_outage
+from services.redis_connections import is_passing_outage, is_redis_failure
 from services.store import AttemptGrant
 from worker.claimed_job import INDEXED_GENERATION
 from worker.publisher import DeltaPublisher, PublishRefused
@@ -104,7 +104,9 @@ class GenerationRun:
             try:
                 await release(self.gen_id, self.token)
                 return
-            except (RedisError, OSError):
+            except Exception as exc:
+                if not is_redis_failure(exc):
+                    raise
                 await asyncio.sleep(0.5)
 
     async def _run_tracked(self) -> str:
@@ -252,7 +254,9 @@ class GenerationRun:
             await asyncio.sleep(interval)
             try:
                 renewed = await self.store.renew_lease(self.gen_id, self.token, self.lease_ms)
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not is_redis_failure(exc):
+                    raise
                 # Keep trying: the lease may outlive a short outage, and every write
                 # is fenced anyway, so a lease that expired meanwhile is found out.
                 log.warning("generation %s: lease renewal failed (%s)", self.gen_id, exc)

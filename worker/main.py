@@ -6,6 +6,7 @@ and tests build workers the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -34,7 +35,11 @@ def build_worker(settings: Settings) -> Worker:
         load: LoopLag = ctx["load"]
         runtime.metrics.loop_lag.set_function(lambda: load.lag_s)
         await warn_about_both_roles(runtime.redis, runtime.store.redis, "worker")
-        log.info("tokenrelay worker ready on queue %s", settings.queue_name)
+        log.info(
+            "tokenrelay worker ready on queue %s (event loop: %s)",
+            settings.queue_name,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
+        )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         runtime: WorkerRuntime | None = ctx.get("runtime")

@@ -44,13 +44,13 @@ from typing import Literal
 
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
-from redis.exceptions import RedisError
 
 from services import keys
 from services.background import BackgroundLoop
 from services.config import Settings
 from services.job_wakeups import queue_job
 from services.limits import release_generation
+from services.redis_connections import is_redis_failure
 from services.store import GenerationStore, TakeoverDecision, TakeoverKind
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,9 @@ class Reaper:
             await asyncio.sleep(interval * random.uniform(0.5, 1.0))
             try:
                 await self.reap_once()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not is_redis_failure(exc):
+                    raise
                 if not redis_down:
                     log.warning("reaper: Redis unavailable (%s); will retry", type(exc).__name__)
                 redis_down = True
@@ -102,7 +104,9 @@ class Reaper:
         for gen_id in await self._store.due_for_check(BATCH):
             try:
                 outcomes[gen_id] = await self._check(gen_id)
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not is_redis_failure(exc):
+                    raise
                 # One generation out of reach (its cluster master is down) must not
                 # hold up the others: it stays due and is checked again next round.
                 failures.append(exc)

@@ -23,10 +23,10 @@ import time
 from typing import Any
 
 from arq.worker import Worker
-from redis.exceptions import RedisError
 
 from services.background import Backoff, until_redis_answers
 from services.job_wakeups import ClaimedJob, JobWakeups, claim_job
+from services.redis_connections import is_redis_failure
 from worker.claimed_job import run_claimed_job
 from worker.load import LoopLag
 
@@ -144,7 +144,9 @@ class ResilientWorker(Worker):
             if announced:
                 await self.start_jobs(announced)
             await super()._poll_iteration()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            if not is_redis_failure(exc):
+                raise
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 log.warning("Redis unavailable (%s); pausing job pickup", type(exc).__name__)
