@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
@@ -83,8 +84,8 @@ def encode_data(event: BaseModel) -> str:
     """The `data` JSON of an event, as stored and as sent: no `type`, no null fields."""
     if type(event) is DeltaEvent and event.tool_call is None and event.text is not None:
         # Most events by far (a worker encodes one per coalesced write): the same
-        # bytes as the general path, without a model dump.
-        return _JSON.encode({"text": event.text})
+        # bytes as the general path, without a model dump or an encoder per call.
+        return '{"text":' + encode_basestring(event.text) + "}"
     payload = event.model_dump(exclude_none=True, exclude={"type"})
     if isinstance(event, ErrorEvent):
         payload = {"type": payload.pop("error_type"), **payload}
