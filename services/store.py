@@ -17,6 +17,7 @@ hub's sharded reader; on one Redis it does not, and costs nothing more.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -487,6 +488,10 @@ class GenerationStore:
             keys=self._keys(gen_id), args=self._publish_args(token, batch)
         )
         return outcome
+
+    def submit(self, gen_id: str, token: str, batch: EventBatch) -> asyncio.Future[PublishOutcome]:
+        """`publish`, started now: how the worker's publisher hands a batch over."""
+        return asyncio.ensure_future(self.publish(gen_id, token, batch))
 
     async def publish_many(
         self, writes: Sequence[tuple[str, str, EventBatch]]

@@ -62,11 +62,15 @@ class GroupCommit:
             write.outcome.cancel()
         self._queued.clear()
 
-    async def publish(self, gen_id: str, token: str, batch: EventBatch) -> PublishOutcome:
+    def submit(self, gen_id: str, token: str, batch: EventBatch) -> asyncio.Future[PublishOutcome]:
+        """Queue a write for the next pipeline; its outcome, when that pipeline is answered."""
         outcome: asyncio.Future[PublishOutcome] = asyncio.get_running_loop().create_future()
         self._queued.append(_Write(gen_id, token, batch, outcome))
         self._has_writes.set()
-        return await outcome
+        return outcome
+
+    async def publish(self, gen_id: str, token: str, batch: EventBatch) -> PublishOutcome:
+        return await self.submit(gen_id, token, batch)
 
     async def _send_forever(self) -> None:
         while True:

@@ -38,9 +38,15 @@ def encodable(text: str) -> str:
 
 
 class PublishTarget(Protocol):
-    """Where batches go: the store itself, or the worker's group commit (worker/group_commit.py)."""
+    """Where batches go: the store itself, or the worker's group commit (worker/group_commit.py).
 
-    async def publish(self, gen_id: str, token: str, batch: EventBatch) -> PublishOutcome: ...
+    `submit` hands a batch over at once and answers a future of its outcome, so a
+    timed flush is a plain callback: no task, no lock, no coroutine per window.
+    """
+
+    def submit(
+        self, gen_id: str, token: str, batch: EventBatch
+    ) -> asyncio.Future[PublishOutcome]: ...
 
 
 class PublishRefused(Exception):
@@ -51,8 +57,18 @@ class PublishRefused(Exception):
         self.outcome = outcome
 
 
+class WriteAbandoned(Exception):
+    """A write of this attempt was cancelled before its outcome was known (the worker is
+    stopping): the publisher writes nothing after it, so no later batch can leave a gap."""
+
+
 class DeltaPublisher:
-    """Buffers one attempt's deltas and flushes them on the coalescing window."""
+    """Buffers one attempt's deltas and flushes them on the coalescing window.
+
+    At most one write of an attempt is in flight at a time, so batches land in the
+    order they were taken. A window that ends while a write is in flight flushes as
+    soon as that write is done.
+    """
 
     def __init__(
         self,
@@ -72,8 +88,9 @@ class DeltaPublisher:
         # attempt's first batch look like a resend of the old one's, and vanish.
         self._batch_numbers = batch_numbers if batch_numbers is not None else itertools.count(1)
         self._window_s = window_s
-        self._lock = asyncio.Lock()
-        self._timer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Future[PublishOutcome] | None = None  # the write in flight
+        self._flush_when_written = False  # the window ended while a write was in flight
         self._last_flush = float("-inf")
         self._pending_text: list[str] = []  # text of the trailing text event
         self._pending: list[DeltaEvent] = []  # closed events before it
@@ -131,9 +148,11 @@ class DeltaPublisher:
         if self._high_surrogate:  # its partner never came
             self._pending_text.append("\ufffd")
             self._high_surrogate = ""
-        async with self._lock:
-            batch = self._take_batch(extra=[terminal], terminal_status=terminal_status, **fields)
-            await self._write(batch)
+        await self._settle()
+        if self.failure is not None:  # the write just awaited failed: its text is not stored
+            raise self.failure
+        batch = self._take_batch(extra=[terminal], terminal_status=terminal_status, **fields)
+        await self._write_now(batch)
 
     async def aclose(self) -> None:
         self._cancel_timer()
@@ -141,54 +160,85 @@ class DeltaPublisher:
     async def discard(self) -> None:
         """Drop what is pending and stop writing, for an attempt that is being retried.
 
-        Takes the lock first, so a flush already in flight finishes before this
-        returns (and `published_any` is then exact); after it, this publisher
-        writes nothing more, so no delta of the failed attempt can land after a
-        `reset`.
+        Waits for a write in flight first, so `published_any` is then exact; after
+        it, this publisher writes nothing more, so no delta of the failed attempt
+        can land after a `reset`.
         """
-        async with self._lock:
-            self._cancel_timer()
-            self._pending_text.clear()
-            self._pending.clear()
-            self._tool_calls_changed = False
+        self._cancel_timer()
+        self._flush_when_written = False
+        await self._settle()
+        self._pending_text.clear()
+        self._pending.clear()
+        self._tool_calls_changed = False
 
     async def _maybe_flush(self) -> None:
         if self.refused is not None:
             raise PublishRefused(self.refused)
         if self.failure is not None:
             raise self.failure  # a timed flush failed (Redis down): its text is not in the stream
+        if self._timer is not None or self._flush_when_written:
+            return  # a flush is already due
         due = self._last_flush + self._window_s - time.monotonic()
-        if due <= 0:
-            self._cancel_timer()
-            await self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.create_task(self._flush_later(due))
+        if due > 0:
+            self._timer = asyncio.get_running_loop().call_later(due, self._on_window_end)
+            return
+        await self._settle()
+        if self.refused is None and self.failure is None:
+            await self._write_now(self._take_batch())
 
-    async def _flush_later(self, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
+    def _on_window_end(self) -> None:
         self._timer = None
-        # A refusal is recorded in self.refused; the producer sees it on its next add.
-        try:
-            await self._flush()
-        except PublishRefused:
-            pass
-        except Exception as exc:
-            self.failure = exc
+        if self.refused is not None or self.failure is not None:
+            return  # the attempt is over: the producer learns it on its next chunk
+        if self._writing is not None:
+            self._flush_when_written = True
+        else:
+            self._start_write(self._take_batch())
 
-    async def _flush(self) -> None:
-        async with self._lock:
-            batch = self._take_batch()
-            if batch.events:
-                await self._write(batch)
-            self._last_flush = time.monotonic()
+    async def _settle(self) -> None:
+        """Wait until no write of this attempt is in flight (without cancelling one)."""
+        while self._writing is not None:
+            await asyncio.wait((self._writing,))
 
-    async def _write(self, batch: EventBatch) -> None:
-        outcome = await self._store.publish(self._gen_id, self._token, batch)
+    async def _write_now(self, batch: EventBatch) -> None:
+        """Write `batch` and wait for it; a refusal or a failure raises here."""
+        writing = self._start_write(batch)
+        if writing is None:
+            return
+        outcome = await writing
         if outcome != "ok":
-            self.refused = outcome
             raise PublishRefused(outcome)
-        if batch.text_append or batch.tool_calls_json:
+
+    def _start_write(self, batch: EventBatch) -> asyncio.Future[PublishOutcome] | None:
+        # The window counts from when a write starts, so a generation writes at most
+        # once per window, and a token that arrives while a write is in flight waits
+        # for its window's timer instead of holding the provider's stream up.
+        self._last_flush = time.monotonic()
+        if not batch.events:
+            return None
+        writing = self._store.submit(self._gen_id, self._token, batch)
+        self._writing = writing
+        published = bool(batch.text_append or batch.tool_calls_json)
+        writing.add_done_callback(lambda done: self._written(done, published))
+        return writing
+
+    def _written(self, writing: asyncio.Future[PublishOutcome], published: bool) -> None:
+        """Record a write's outcome (a refusal or a failure stops the attempt's writes)."""
+        self._writing = None
+        if writing.cancelled():
+            self.failure = self.failure or WriteAbandoned("a write was cancelled")
+        elif (error := writing.exception()) is not None:
+            self.failure = self.failure or (
+                error if isinstance(error, Exception) else WriteAbandoned(repr(error))
+            )
+        elif (outcome := writing.result()) != "ok":
+            self.refused = self.refused or outcome
+        elif published:
             self.published_any = True
+        if self._flush_when_written:
+            self._flush_when_written = False
+            if self.refused is None and self.failure is None:
+                self._start_write(self._take_batch())
 
     def _close_text(self) -> None:
         if self._pending_text:

@@ -11,6 +11,7 @@ and the batches depend on the calls alone, not on the machine's speed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -190,3 +191,67 @@ async def test_an_emoji_split_between_chunks_is_joined_and_a_lone_half_replaced(
     text = "".join(batch.text_append for batch in store.batches)
     assert text == "smile \U0001f600 and \ufffd then \ufffd"
     text.encode("utf-8")  # every batch is storable as it is
+
+
+class GatedStore(RecordingStore):
+    """A store whose writes wait until the test opens the gate: a slow Redis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()  # a write reached the store
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def publish(self, gen_id: str, token: str, batch: EventBatch) -> PublishOutcome:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.entered.set()
+        try:
+            await self.gate.wait()
+            return await super().publish(gen_id, token, batch)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_window_that_ends_during_a_write_flushes_right_after_it_in_order() -> None:
+    """One write of an attempt at a time keeps its batches in order; a token that
+    arrives during a write does not wait for it, and text whose window ended
+    meanwhile goes out as soon as the write in flight is answered."""
+    store = GatedStore()
+    store.gate.set()
+    deltas = publisher(store, window_s=0.2)
+    await deltas.add_text("a")  # the first token: written at once
+    store.gate.clear()
+    store.entered.clear()
+    await deltas.add_text("b")  # within the window: written when it ends
+    await store.entered.wait()  # ... and held at the gate
+    await asyncio.wait_for(deltas.add_text("c"), timeout=5)  # does not wait for "b"
+    await asyncio.sleep(0.4)  # the window of "c" ends while "b" is still in flight
+    assert [batch.text_append for batch in store.batches] == ["a"]
+    store.gate.set()
+    await wait_for(lambda: len(store.batches) == 3, timeout_s=10, what="the chained write")
+    assert [batch.text_append for batch in store.batches] == ["a", "b", "c"]
+    assert store.most_in_flight == 1
+    await deltas.finish("completed", DONE)
+    assert store.batches[-1].text_append == ""
+
+
+async def test_a_timed_write_that_fails_while_finishing_fails_the_finish() -> None:
+    """The terminal event must not be written after text whose write failed."""
+    store = GatedStore()
+    store.gate.set()
+    deltas = publisher(store, window_s=0.01)
+    await deltas.add_text("a")
+    store.gate.clear()
+    store.entered.clear()
+    await deltas.add_text("b")
+    await store.entered.wait()
+    finishing = asyncio.ensure_future(deltas.finish("completed", DONE))
+    await asyncio.sleep(0.02)
+    assert not finishing.done()  # it waits for "b"
+    store.failure = ConnectionError("redis went away")
+    store.gate.set()
+    with pytest.raises(ConnectionError):
+        await finishing
+    assert [batch.text_append for batch in store.batches] == ["a"]
