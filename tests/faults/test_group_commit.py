@@ -127,3 +127,28 @@ async def test_a_lost_connection_fails_the_waiting_writes_and_the_sender_goes_on
     own_redis.start()
     gen_id = await started(store, "token-b")
     assert await commit.publish(gen_id, "token-b", text_batch("back ", "b:1")) == "ok"
+
+
+async def test_writes_that_follow_a_pipeline_closely_wait_to_share_the_next(
+    store: CountingStore,
+) -> None:
+    """A busy worker's writes arrive one by one: each pipeline waits out a short
+    linger after the previous one, so they gather; a write after a quiet moment
+    (a first token) goes out at once."""
+    group = GroupCommit(store, linger_s=0.5)  # long enough to see on a loaded machine
+    group.start()
+    try:
+        gen_ids = [await started(store, f"token-{n}") for n in range(3)]
+        began = time.monotonic()
+        first = await group.publish(gen_ids[0], "token-0", text_batch("first ", "0:1"))
+        assert first == "ok"
+        assert time.monotonic() - began < 0.5  # not held for the linger
+        pipelines = store.pipelines
+        second = group.submit(gen_ids[1], "token-1", text_batch("second ", "1:1"))
+        await asyncio.sleep(0.1)  # without the linger, "second" would be written by now
+        assert not second.done()
+        third = group.submit(gen_ids[2], "token-2", text_batch("third ", "2:1"))
+        assert await asyncio.gather(second, third) == ["ok", "ok"]
+        assert store.pipelines == pipelines + 1  # both in one
+    finally:
+        await group.stop()
