@@ -148,7 +148,7 @@ async def test_writes_that_follow_a_pipeline_closely_wait_to_share_the_next(
         await asyncio.sleep(0.1)  # without the linger, "second" would be written by now
         assert not second.done()
         third = group.submit(gen_ids[2], "token-2", text_batch("third ", "2:1"))
-        assert await asyncio.gather(second, third) == ["ok", "ok"]
+        assert list(await asyncio.gather(second, third)) == ["ok", "ok"]
         assert store.pipelines == pipelines + 1  # both in one
     finally:
         await group.stop()
