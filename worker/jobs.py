@@ -221,13 +221,15 @@ class GenerationRun:
         total_deadline: float,
     ) -> FinishChunk:
         clock = AttemptClock(limits, total_deadline)
-        observed = self.runtime.metrics.observe_stream(request.provider, provider.stream(request))
-        async with aclosing(observed) as chunks:
+        timing = self.runtime.metrics.streams.start(request.provider)
+        async with aclosing(provider.stream(request)) as chunks:
             try:
                 while (chunk := await clock.next_chunk(chunks)) is not None:
                     if isinstance(chunk, TextChunk):
+                        timing.chunk()
                         await self.publisher.add_text(chunk.text)
                     elif isinstance(chunk, ToolCallChunk):
+                        timing.chunk()
                         await self.publisher.add_tool_call(chunk.fragment)
                     else:
                         return chunk
