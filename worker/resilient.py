@@ -18,6 +18,7 @@ have room instead of piling onto the first one to poll.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -50,6 +51,12 @@ class ResilientWorker(Worker):
         self._reply_timeout_s = reply_timeout_s
         self._wakeups: JobWakeups | None = None
         self.load = LoopLag()
+        # Set when this worker had no room for a job it saw (at `max_jobs`, or its
+        # loop behind): the next job to end then looks at the queue at once. Any
+        # other job end does not: a listing of the queue includes every running
+        # job (arq keeps them there until they end), so a listing per job end
+        # made each end cost in proportion to the jobs running.
+        self._left_queued = False
 
     async def main(self) -> None:
         """arq's `main`, but the poll waits for a job to be announced
@@ -74,11 +81,13 @@ class ResilientWorker(Worker):
             await wakeups.stop()
 
     async def _run_claimed(self, job_id: str, claim: ClaimedJob) -> None:
-        try:
-            await run_claimed_job(self, job_id, claim)
-        finally:
-            if self._wakeups is not None:
-                self._wakeups.poke()  # a slot is free: take the next queued job now
+        await run_claimed_job(self, job_id, claim)
+
+    def _slot_freed(self, _: asyncio.Task[None]) -> None:
+        """After arq's own callback has counted the job out: take a job left queued now."""
+        if self._left_queued and self._wakeups is not None:
+            self._left_queued = False
+            self._wakeups.poke()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's `start_jobs`, for the jobs this process can carry now (worker/load.py).
@@ -91,6 +100,7 @@ class ResilientWorker(Worker):
         running_before = self.job_counter
         for at in range(0, len(job_ids), _SLICE):
             if self.job_counter > 0 and self.load.saturated:
+                self._left_queued = True
                 return
             if self.job_counter - running_before >= JOBS_PER_POLL:
                 if self._wakeups is not None:
@@ -111,6 +121,7 @@ class ResilientWorker(Worker):
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:
                 self.sem.release()
+                self._left_queued = True
                 return
             self.job_counter += 1
             claim: ClaimedJob | None = None
@@ -130,6 +141,7 @@ class ResilientWorker(Worker):
                 continue
             task = self.loop.create_task(self._run_claimed(job_id, claim))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            task.add_done_callback(self._slot_freed)  # runs after it, so the slot is free
             self.tasks[job_id] = task
 
     async def _until_redis_answers(self) -> None:
@@ -143,6 +155,8 @@ class ResilientWorker(Worker):
             announced = self._wakeups.take_announced() if self._wakeups is not None else []
             if announced:
                 await self.start_jobs(announced)
+            if self.job_counter >= self.max_jobs:
+                self._left_queued = True  # arq lists nothing then: there may be jobs waiting
             await super()._poll_iteration()
         except Exception as exc:
             if not is_redis_failure(exc):
