@@ -57,6 +57,9 @@ class ResilientWorker(Worker):
         # job (arq keeps them there until they end), so a listing per job end
         # made each end cost in proportion to the jobs running.
         self._left_queued = False
+        # arq's poll lists the whole queue, running jobs included: a wake-up whose
+        # jobs were all started skips it unless the last one is `poll_delay` old.
+        self._listed_at = float("-inf")
 
     async def main(self) -> None:
         """arq's `main`, but the poll waits for a job to be announced
@@ -150,13 +153,19 @@ class ResilientWorker(Worker):
     async def _poll_iteration(self) -> None:
         """Claim the jobs announced since the last turn, then arq's poll (which also
         cleans up finished tasks and aborts): an announced job starts one round
-        trip after its wake-up instead of after a listing of the whole queue."""
+        trip after its wake-up instead of after a listing of the whole queue. The
+        listing itself, for jobs nobody announced, runs at most once per
+        `poll_delay` unless a job was left queued here or the turn had no wake-up."""
         try:
             announced = self._wakeups.take_announced() if self._wakeups is not None else []
             if announced:
                 await self.start_jobs(announced)
             if self.job_counter >= self.max_jobs:
                 self._left_queued = True  # arq lists nothing then: there may be jobs waiting
+            now = time.monotonic()
+            if announced and not self._left_queued and now - self._listed_at < self.poll_delay_s:
+                return  # the wake-up's jobs are started; the listing keeps its own pace
+            self._listed_at = now
             await super()._poll_iteration()
         except Exception as exc:
             if not is_redis_failure(exc):
