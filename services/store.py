@@ -144,7 +144,8 @@ redis.call('SET', text, '')
 for _, key in ipairs({meta, events, text}) do redis.call('PERSIST', key) end
 local model = redis.call('HGET', meta, 'model')
 xadd('start', json({generation_id = gen_id, model = model, attempt = attempt}))
-return {'ok', tostring(attempt), redis.call('HGET', meta, 'request')}
+return {'ok', tostring(attempt), redis.call('HGET', meta, 'request'),
+        redis.call('HGET', meta, 'tenant') or ''}
 """
 )
 
@@ -304,6 +305,8 @@ class AttemptGrant:
 
     attempt: int
     request: GenerationRequest
+    tenant: str | None = None
+    """Whose running slot the generation holds (services/limits.py), read with the lease."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,7 +450,8 @@ class GenerationStore:
                 gen_id, token, f"the stored request cannot be read: {first['msg']}"
             )
             return "failed"
-        return AttemptGrant(attempt=int(result[1]), request=request)
+        tenant = str(result[3]) if len(result) > 3 and result[3] else None
+        return AttemptGrant(attempt=int(result[1]), request=request, tenant=tenant)
 
     async def _fail_attempt(self, gen_id: str, token: str, message: str) -> None:
         error = ErrorEvent(error_type="invalid_request_error", message=message)
@@ -686,6 +690,14 @@ class GenerationStore:
 
     async def untrack_running(self, gen_id: str) -> None:
         await self.control.zrem(keys.RUNNING, gen_id)
+
+    async def end_running(self, gen_id: str, tenant: str) -> None:
+        """Out of the running index and out of its tenant's running slots, in one round
+        trip (a job that knew its tenant from `begin_attempt`; see services/limits.py)."""
+        async with self.control.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.RUNNING, gen_id)
+            pipe.zrem(keys.tenant_running(tenant), gen_id)
+            await pipe.execute()
 
     async def due_for_check(self, limit: int) -> list[str]:
         """Indexed generations whose lease should have been renewed by now, oldest first."""

@@ -54,6 +54,7 @@ class GenerationRun:
         self.token = secrets.token_hex(16)
         self.lease_ms = int(runtime.settings.lease_s * 1000)
         self._batch_numbers = itertools.count(1)  # shared by every attempt's publisher
+        self._tenant: str | None = None
         self.publisher = self._new_publisher()
 
     async def run(self, *, indexed: bool = False) -> str:
@@ -82,11 +83,15 @@ class GenerationRun:
                 await asyncio.shield(self.store.hand_back(self.gen_id, self.token))
             raise
         if outcome in _ENDED:
-            with contextlib.suppress(RedisError, OSError):
-                await self.store.untrack_running(self.gen_id)
             # Its tenant's running slot frees now (a lost release is repaired: services/limits.py).
-            with contextlib.suppress(RedisError, OSError):
-                await release_generation(self.store, self.runtime.redis, self.gen_id)
+            if self._tenant is not None:  # known from the lease: one round trip
+                with contextlib.suppress(RedisError, OSError):
+                    await self.store.end_running(self.gen_id, self._tenant)
+            else:
+                with contextlib.suppress(RedisError, OSError):
+                    await self.store.untrack_running(self.gen_id)
+                with contextlib.suppress(RedisError, OSError):
+                    await release_generation(self.store, self.runtime.redis, self.gen_id)
         return outcome
 
     async def _until_redis_answers(self) -> None:
@@ -115,6 +120,7 @@ class GenerationRun:
             if not isinstance(grant, AttemptGrant):
                 log.info("generation %s not started: %s", self.gen_id, grant)
                 return grant
+            self._tenant = grant.tenant
             try:
                 return await self._run_attempt(grant, cancel_requested)
             finally:
