@@ -493,8 +493,11 @@ class GenerationStore:
         )
         return outcome
 
-    def submit(self, gen_id: str, token: str, batch: EventBatch) -> asyncio.Future[PublishOutcome]:
-        """`publish`, started now: how the worker's publisher hands a batch over."""
+    def submit(
+        self, gen_id: str, token: str, batch: EventBatch, *, urgent: bool = False
+    ) -> asyncio.Future[PublishOutcome]:
+        """`publish`, started now: how the worker's publisher hands a batch over
+        (every write is sent at once here, so `urgent` changes nothing)."""
         return asyncio.ensure_future(self.publish(gen_id, token, batch))
 
     async def publish_many(

@@ -45,7 +45,7 @@ class PublishTarget(Protocol):
     """
 
     def submit(
-        self, gen_id: str, token: str, batch: EventBatch
+        self, gen_id: str, token: str, batch: EventBatch, *, urgent: bool = False
     ) -> asyncio.Future[PublishOutcome]: ...
 
 
@@ -213,10 +213,11 @@ class DeltaPublisher:
         # The window counts from when a write starts, so a generation writes at most
         # once per window, and a token that arrives while a write is in flight waits
         # for its window's timer instead of holding the provider's stream up.
+        first = self._last_flush == float("-inf")
         self._last_flush = time.monotonic()
         if not batch.events:
             return None
-        writing = self._store.submit(self._gen_id, self._token, batch)
+        writing = self._store.submit(self._gen_id, self._token, batch, urgent=first)
         self._writing = writing
         published = bool(batch.text_append or batch.tool_calls_json)
         writing.add_done_callback(lambda done: self._written(done, published))

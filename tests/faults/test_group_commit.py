@@ -152,3 +152,22 @@ async def test_writes_that_follow_a_pipeline_closely_wait_to_share_the_next(
         assert store.pipelines == pipelines + 1  # both in one
     finally:
         await group.stop()
+
+
+async def test_a_first_delta_ends_the_linger(store: CountingStore) -> None:
+    """Time to first token: an attempt's first write does not wait out a busy
+    worker's linger, and takes the writes waiting with it."""
+    group = GroupCommit(store, linger_s=5.0)
+    group.start()
+    try:
+        gen_ids = [await started(store, f"token-{n}") for n in range(3)]
+        assert await group.publish(gen_ids[0], "token-0", text_batch("a ", "0:1")) == "ok"
+        waiting = group.submit(gen_ids[1], "token-1", text_batch("b ", "1:1"))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # lingering
+        began = time.monotonic()
+        first = group.submit(gen_ids[2], "token-2", text_batch("c ", "2:1"), urgent=True)
+        assert list(await asyncio.gather(waiting, first)) == ["ok", "ok"]
+        assert time.monotonic() - began < 4.0  # well before the 5 s linger ends
+    finally:
+        await group.stop()

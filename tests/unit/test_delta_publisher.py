@@ -255,3 +255,23 @@ async def test_a_timed_write_that_fails_while_finishing_fails_the_finish() -> No
     with pytest.raises(ConnectionError):
         await finishing
     assert [batch.text_append for batch in store.batches] == ["a"]
+
+
+async def test_only_the_first_write_of_an_attempt_is_urgent(store: RecordingStore) -> None:
+    """The first delta ends the group commit's linger (time to first token); the
+    coalesced ones after it may wait for it."""
+    flags: list[bool] = []
+    submit = store.submit
+
+    def recording_submit(
+        gen_id: str, token: str, batch: EventBatch, *, urgent: bool = False
+    ) -> asyncio.Future[PublishOutcome]:
+        flags.append(urgent)
+        return submit(gen_id, token, batch, urgent=urgent)
+
+    store.submit = recording_submit  # type: ignore[method-assign]
+    deltas = publisher(store)
+    await deltas.add_text("a")
+    await deltas.add_text("b")
+    await deltas.finish("completed", DONE)
+    assert flags == [True, False]
