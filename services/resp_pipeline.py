@@ -1,8 +1,8 @@
 """One round trip of many commands, encoded without redis-py's per-argument machinery.
 
 Why: the worker's group commit (worker/group_commit.py) sends every running
-generation's publish script call in one pipeline, about 20 arguments each, tens
-of thousands a second on a busy worker. redis-py's pipeline encodes each argument
+generation's publish in one script call, about 20 arguments each, tens of
+thousands a second on a busy worker. redis-py's pipeline encodes each argument
 through its generic encoder and queues each command through its command layer:
 about 12 µs of CPU per script call here, against 4 µs for the plain RESP
 encoding below (bench/README.md, "Worker capacity"). The connection, its pool,

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha1
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -169,8 +169,7 @@ return {'ok', tostring(attempt)}
 #       terminal_status, finish_reason, usage_json, error_json, batch_id, then (type, data)
 #       pairs. The batch id ("token:seq", or '') makes a resent batch (a Cluster client
 #       retries a command whose reply was lost) a no-op instead of duplicated text.
-_PUBLISH = _writer(
-    """
+_PUBLISH_BODY = """
 local token, now, retention_ms, max_events = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local text_append, tool_calls, terminal, batch = ARGV[5], ARGV[6], ARGV[7], ARGV[11]
 if batch ~= '' and redis.call('HGET', meta, 'last_batch') == batch then return 'ok' end
@@ -189,7 +188,36 @@ if tool_calls ~= '' then redis.call('HSET', meta, 'tool_calls', tool_calls, 'has
 if terminal ~= '' then finish(terminal, now, retention_ms, ARGV[8], ARGV[9], ARGV[10]) end
 return 'ok'
 """
-)
+_PUBLISH = _writer(_PUBLISH_BODY)
+
+
+def _batch_writer(body: str) -> str:
+    """Many runs of an appending script in one call, for the worker's group commit on
+    a plain Redis (never a cluster: its keys span slots). KEYS: four per run, in run
+    order; ARGV: the number of runs, then for each run the length of its ARGV and its
+    ARGV. Each run's result comes back in its place; a run that fails (an error
+    reply of Redis, a full Redis) gives its error there and the others go on, as
+    separate calls would. No live channel: nothing is announced."""
+    return (
+        f"{_PRELUDE}local function main(ARGV)\n{body}\nend\n"
+        "channel = nil\n"
+        "local results, at = {}, 2\n"
+        "for run = 1, tonumber(ARGV[1]) do\n"
+        "  meta, events, text, lease = KEYS[run * 4 - 3], KEYS[run * 4 - 2],\n"
+        "    KEYS[run * 4 - 1], KEYS[run * 4]\n"
+        "  local count = tonumber(ARGV[at])\n"
+        "  local ok, result = pcall(main, {unpack(ARGV, at + 1, at + count)})\n"
+        "  if ok then results[run] = result\n"
+        "  elseif type(result) == 'table' and result.err then results[run] = result\n"
+        "  else results[run] = {err = tostring(result)} end\n"
+        "  at = at + count + 1\n"
+        "end\n"
+        "return results\n"
+    )
+
+
+# The group commit's: `_PUBLISH` for each generation of a tick, in one call.
+_PUBLISH_MANY = _batch_writer(_PUBLISH_BODY)
 
 # ARGV: token, lease_ms
 _RENEW_LEASE = """
@@ -357,6 +385,7 @@ class GenerationStore:
         self._begin = _register(redis, _BEGIN_ATTEMPT)
         self._restart = _register(redis, _RESTART_ATTEMPT)
         self._publish = _register(redis, _PUBLISH)
+        self._publish_many = _register(redis, _PUBLISH_MANY)
         self._renew = _register(redis, _RENEW_LEASE)
         self._cancel = _register(redis, _CANCEL)
         self._fail_queued = _register(redis, _FAIL_QUEUED)
@@ -505,25 +534,30 @@ class GenerationStore:
     ) -> list[PublishOutcome | RedisError]:
         """Several generations' batches (gen_id, token, batch) in one round trip.
 
-        A pipeline (services/resp_pipeline.py) of the script `publish` runs, so each
-        write is exactly what `publish` would have done; one that fails alone (its
-        own error reply) comes back as that error, in its place. A lost connection
-        raises, for all of them.
-        On a plain Redis only: a cluster client would split the pipeline by node and
-        fail every write when one node is down.
+        One call of `_PUBLISH_MANY`, which runs the script `publish` runs for each
+        write in turn, so each write is exactly what `publish` would have done;
+        one that fails alone (its own error reply) comes back as that error, in
+        its place. A lost connection raises, for all of them. One call rather than
+        a pipeline of one call per write: a reply to read instead of one per write,
+        and less for Redis to parse (services/resp_pipeline.py encodes it).
+        On a plain Redis only: a cluster client would need every key on one node.
         """
         assert isinstance(self.redis, Redis), "a plain Redis only (see above)"
-        commands: list[list[Any]] = []
+        keys_: list[str] = []
+        args: list[Any] = [len(writes)]
         for gen_id, token, batch in writes:
-            keys_ = self._keys(gen_id)
-            args = self._publish_args(token, batch)
-            commands.append(["EVALSHA", self._publish.sha, len(keys_), *keys_, *args])
-        replies: list[Any] = await send_pipeline(self.redis.connection_pool, commands)
-        outcomes: list[PublishOutcome | RedisError] = []
-        for (gen_id, token, batch), reply in zip(writes, replies, strict=True):
-            if isinstance(reply, NoScriptError):  # Redis restarted: load it, send this one again
-                reply = await self.publish(gen_id, token, batch)
-            outcomes.append(reply)
+            keys_.extend(keys.all_for(gen_id))
+            run_args = self._publish_args(token, batch)
+            args.append(len(run_args))
+            args.extend(run_args)
+        command: list[Any] = ["EVALSHA", self._publish_many.sha, len(keys_), *keys_, *args]
+        [reply] = await send_pipeline(self.redis.connection_pool, [command])
+        if isinstance(reply, NoScriptError):  # Redis restarted: EVAL runs it and caches it
+            command[:2] = ["EVAL", self._publish_many.source]
+            [reply] = await send_pipeline(self.redis.connection_pool, [command])
+        if isinstance(reply, RedisError):  # refused as a whole (a full Redis): each write fails
+            return [reply] * len(writes)
+        outcomes: list[PublishOutcome | RedisError] = list(cast(list[Any], reply))
         return outcomes
 
     async def renew_lease(self, gen_id: str, token: str, lease_ms: int) -> bool:

@@ -12,14 +12,16 @@ the worker's CPU per token by a tenth, for at most 2 ms more on a delta that
 already waits up to its 30 ms coalescing window. An attempt's first delta (time
 to first token) ends the wait.
 
-Each write is the same script call `GenerationStore.publish` makes, with the same
-fencing and the same idempotent batch id, and each caller gets its own outcome. A
-lost connection fails every write of that pipeline, as it would have failed each
-call: every attempt concerned is then abandoned and taken over, as before.
+Each write runs the same script body `GenerationStore.publish` runs, with the
+same fencing and the same idempotent batch id, all of a pipeline's writes in one
+script call (`GenerationStore.publish_many`), and each caller gets its own
+outcome. A lost connection fails every write of that call, as it would have
+failed each one: every attempt concerned is then abandoned and taken over, as
+before.
 
-Used on a plain streams Redis only (`GroupCommit.for_store`): a cluster client
-splits a pipeline by node, and one dead master would then fail the writes of
-generations that live on healthy ones.
+Used on a plain streams Redis only (`GroupCommit.for_store`): on a cluster the
+writes' keys live on many nodes, and one dead master would then fail the writes
+of generations that live on healthy ones.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from services import keys
 from services.generation import GenerationRequest
@@ -101,6 +101,47 @@ async def test_each_write_gets_its_own_outcome(store: CountingStore, commit: Gro
     assert (fenced, ok) == ("fenced", "ok")
     their_status = await store.status(theirs)
     assert their_status is not None and their_status.content == ""
+
+
+async def test_a_write_that_fails_in_redis_fails_alone_and_the_others_land(
+    store: CountingStore, commit: GroupCommit
+) -> None:
+    """All of a tick's writes run in one script call; one that Redis refuses (here
+    its stream key holds a string) gets that error, and the writes around it land."""
+    before, broken, after = [await started(store, f"token-{n}") for n in range(3)]
+    await store.redis.delete(keys.events(broken))
+    await store.redis.set(keys.events(broken), "not a stream")
+    outcomes = await asyncio.gather(
+        commit.publish(before, "token-0", text_batch("one ", "0:1")),
+        commit.publish(broken, "token-1", text_batch("two ", "1:1")),
+        commit.publish(after, "token-2", text_batch("three ", "2:1")),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == "ok" and outcomes[2] == "ok", outcomes
+    assert isinstance(outcomes[1], RedisError) and "WRONGTYPE" in str(outcomes[1]), outcomes
+    for gen_id, text in ((before, "one "), (after, "three ")):
+        status = await store.status(gen_id)
+        assert status is not None and status.content == text
+
+
+async def test_a_full_redis_fails_every_write_and_the_sender_goes_on(
+    store: CountingStore, commit: GroupCommit
+) -> None:
+    gen_ids = [await started(store, f"token-{n}") for n in range(3)]
+    await store.redis.config_set("maxmemory-policy", "noeviction")
+    await store.redis.config_set("maxmemory", "1")
+    try:
+        writes = [
+            commit.publish(gen_id, f"token-{n}", text_batch("x ", f"{n}:1"))
+            for n, gen_id in enumerate(gen_ids)
+        ]
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    finally:
+        await store.redis.config_set("maxmemory", "0")
+    assert all(isinstance(outcome, OutOfMemoryError) for outcome in outcomes), outcomes
+    assert await commit.publish(gen_ids[0], "token-0", text_batch("y ", "0:2")) == "ok"
+    status = await store.status(gen_ids[0])
+    assert status is not None and status.content == "y "
 
 
 async def test_a_redis_that_forgot_its_scripts_is_taught_again(
