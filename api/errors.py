@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -151,6 +152,14 @@ REDIS_DOWN = Failure(
     503, "unavailable", "the event store is unavailable; retry shortly", {"Retry-After": "2"}
 )
 
+_CLUSTER_REPLIES = ("MOVED ", "ASK ", "CROSSSLOT ", "CLUSTERDOWN ")
+CLUSTER_BEHIND_PLAIN_URL = Failure(
+    503,
+    "unavailable",
+    "the event store is a Redis Cluster reached through a plain URL; the deployment must "
+    "name it with redis+cluster:// (TOKENRELAY_STREAMS_REDIS_URL or TOKENRELAY_REDIS_URL)",
+)
+
 
 def failure_of(exc: BaseException, content_type: str | None = None) -> Failure:
     """Any exception a request can end with, as the failure to answer: the one
@@ -173,6 +182,11 @@ def failure_of(exc: BaseException, content_type: str | None = None) -> Failure:
     if is_passing_outage(exc):  # a lost connection, or READONLY/LOADING… mid-failover
         log.warning("Redis unavailable: %s", type(exc).__name__)
         return REDIS_DOWN
+    if isinstance(exc, ResponseError) and str(exc).startswith(_CLUSTER_REPLIES):
+        # A Redis Cluster node reached through a plain URL (start-up warns of it too):
+        # the generations whose keys live on other nodes cannot be served.
+        log.error("Redis answered %s: the URL names a cluster node", str(exc).split(" ")[0])
+        return CLUSTER_BEHIND_PLAIN_URL
     log.error("unhandled error", exc_info=exc)
     return Failure(500, "api_error", "internal error")
 

@@ -140,6 +140,16 @@ async def test_a_cluster_node_behind_a_plain_url_is_reported_at_start_up(
             process.wait_for_log, "TOKENRELAY_STREAMS_REDIS_URL is not a cluster URL"
         )
         assert "use redis+cluster://" in process.log()
+    # Run anyway, generations whose keys live on another node answer a 503 that
+    # names the fix, never a 500 (each id's slot is random: 12 land on node 0's
+    # third of the slots alone about once in half a million).
+    body = {"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as client:
+        answers = [await client.post("/v1/generations", json=body) for _ in range(12)]
+    assert {answer.status_code for answer in answers} <= {202, 503}
+    refused = [answer for answer in answers if answer.status_code == 503]
+    assert refused, [answer.status_code for answer in answers]
+    assert "redis+cluster://" in refused[0].json()["error"]["message"]
 
 
 async def test_generations_spread_over_every_master_and_every_viewer_is_exact(
