@@ -188,6 +188,10 @@ class DeltaPublisher:
 
     def _on_window_end(self) -> None:
         self._timer = None
+        self._flush_due()
+
+    def _flush_due(self) -> None:
+        """The window has ended: write what is pending now, or once the write in flight is done."""
         if self.refused is not None or self.failure is not None:
             return  # the attempt is over: the producer learns it on its next chunk
         if self._writing is not None:
@@ -238,8 +242,7 @@ class DeltaPublisher:
             self.published_any = True
         if self._flush_when_written:
             self._flush_when_written = False
-            if self.refused is None and self.failure is None:
-                self._start_write(self._take_batch())
+            self._flush_due()
 
     def _close_text(self) -> None:
         if self._pending_text:
