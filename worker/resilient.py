@@ -83,9 +83,6 @@ class ResilientWorker(Worker):
             await self.load.stop()
             await wakeups.stop()
 
-    async def _run_claimed(self, job_id: str, claim: ClaimedJob) -> None:
-        await run_claimed_job(self, job_id, claim)
-
     def _slot_freed(self, _: asyncio.Task[None]) -> None:
         """After arq's own callback has counted the job out: take a job left queued now."""
         if self._left_queued and self._wakeups is not None:
@@ -142,7 +139,7 @@ class ResilientWorker(Worker):
                     self.sem.release()
             if claim is None:  # running elsewhere, finished, or deferred
                 continue
-            task = self.loop.create_task(self._run_claimed(job_id, claim))
+            task = self.loop.create_task(run_claimed_job(self, job_id, claim))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             task.add_done_callback(self._slot_freed)  # runs after it, so the slot is free
             self.tasks[job_id] = task
