@@ -220,14 +220,14 @@ async def test_a_window_that_ends_during_a_write_flushes_right_after_it_in_order
     meanwhile goes out as soon as the write in flight is answered."""
     store = GatedStore()
     store.gate.set()
-    deltas = publisher(store, window_s=0.2)
+    deltas = publisher(store, window_s=0.5)  # "b" and "c" land in their windows, on any machine
     await deltas.add_text("a")  # the first token: written at once
     store.gate.clear()
     store.entered.clear()
     await deltas.add_text("b")  # within the window: written when it ends
     await store.entered.wait()  # ... and held at the gate
     await asyncio.wait_for(deltas.add_text("c"), timeout=5)  # does not wait for "b"
-    await asyncio.sleep(0.4)  # the window of "c" ends while "b" is still in flight
+    await asyncio.sleep(0.7)  # the window of "c" ends while "b" is still in flight
     assert [batch.text_append for batch in store.batches] == ["a"]
     store.gate.set()
     await wait_for(lambda: len(store.batches) == 3, timeout_s=10, what="the chained write")
