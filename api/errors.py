@@ -208,7 +208,12 @@ async def _answer_natively(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Native-shape answers for every route whose route class does not answer itself."""
+    """Native-shape answers for every route whose route class does not answer itself.
+
+    Every class an answer is expected for is listed: Starlette answers those in its
+    exception middleware and the connection lives on. `Exception` alone is left to
+    the server-error middleware, which answers, re-raises, and so has uvicorn log a
+    traceback and close the connection under the client's next request on it."""
     for exc_class in (
         ApiError,
         ClientDisconnect,
@@ -216,6 +221,7 @@ def install_error_handlers(app: FastAPI) -> None:
         StarletteHTTPException,
         RedisConnectionError,
         RedisTimeoutError,
+        ResponseError,  # a cluster's MOVED/ASK behind a plain URL is a 503, not a crash
         Exception,
     ):
         app.add_exception_handler(exc_class, _answer_natively)
