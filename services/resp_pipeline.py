@@ -25,9 +25,26 @@ from redis.exceptions import ResponseError
 Arg = str | bytes | int | float
 
 
+_EMPTY_BULK = b"$0\r\n\r\n"
+
+
+def encode_bulk(arg: str) -> bytes:
+    """One argument as a RESP bulk string: a caller that encodes a command piece by
+    piece (and reuses the pieces that do not change) joins these after `array_header`."""
+    if not arg:
+        return _EMPTY_BULK
+    data = arg.encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def array_header(count: int) -> bytes:
+    """What starts a command of `count` arguments."""
+    return b"*%d\r\n" % count
+
+
 def encode_command(args: Sequence[Arg]) -> bytes:
     """`args` as one RESP array of bulk strings, as redis-py would encode them."""
-    parts = [b"*%d\r\n" % len(args)]
+    parts = [array_header(len(args))]
     for arg in args:
         if isinstance(arg, str):
             data = arg.encode()
@@ -47,9 +64,16 @@ async def send_pipeline(
     pool: ConnectionPool, commands: Sequence[Sequence[Arg]]
 ) -> list[object | ResponseError]:
     """Send `commands` in one write on one pooled connection; their replies, in order."""
+    return await send_encoded(pool, [encode_command(command) for command in commands])
+
+
+async def send_encoded(
+    pool: ConnectionPool, commands: Sequence[bytes]
+) -> list[object | ResponseError]:
+    """`send_pipeline` for commands already encoded (`encode_command`, or pieces of it)."""
     connection = await pool.get_connection()
     try:
-        await connection.send_packed_command(b"".join(encode_command(c) for c in commands))
+        await connection.send_packed_command(b"".join(commands))
         replies: list[object | ResponseError] = []
         for _ in commands:
             try:

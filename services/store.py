@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -42,7 +43,7 @@ from services.generation import (
     ToolCall,
 )
 from services.redis_connections import StreamsClient
-from services.resp_pipeline import send_pipeline
+from services.resp_pipeline import array_header, encode_bulk, send_encoded
 
 # Shared Lua: appending one event keeps the status record's cursor fields in step,
 # and finishing sets the terminal status and the retention TTL on every key. With a
@@ -352,6 +353,29 @@ class EventBatch:
     """Unique per batch of an attempt (the publisher's "token:seq"): a resend is a no-op."""
 
 
+def _fields(batch: EventBatch) -> list[str]:
+    """A publish run's arguments after (token, now, retention_ms, max_events), in the
+    order of `_PUBLISH_BODY`'s ARGV."""
+    fields = [
+        batch.text_append,
+        batch.tool_calls_json,
+        batch.terminal_status,
+        batch.finish_reason,
+        batch.usage_json,
+        batch.error_json,
+        batch.batch_id,
+    ]
+    for kind, data in batch.events:
+        fields.extend((kind, data))
+    return fields
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_keys(gen_id: str) -> bytes:
+    """A generation's four script keys, RESP-encoded: the same for every write of it."""
+    return b"".join(map(encode_bulk, keys.all_for(gen_id)))
+
+
 @dataclass(frozen=True, slots=True)
 class StreamBounds:
     first_event_id: str | None
@@ -382,6 +406,9 @@ class GenerationStore:
         self.announce = announce
         self.retention_ms = retention_s * 1000
         self.max_stream_events = max_stream_events
+        self._encoded_limits = encode_bulk(str(self.retention_ms)) + encode_bulk(
+            str(max_stream_events)
+        )
         self._begin = _register(redis, _BEGIN_ATTEMPT)
         self._restart = _register(redis, _RESTART_ATTEMPT)
         self._publish = _register(redis, _PUBLISH)
@@ -499,22 +526,13 @@ class GenerationStore:
         return int(result[1])
 
     def _publish_args(self, token: str, batch: EventBatch) -> list[Any]:
-        args: list[Any] = [
+        return [
             token,
             repr(time.time()),
             self.retention_ms,
             self.max_stream_events,
-            batch.text_append,
-            batch.tool_calls_json,
-            batch.terminal_status,
-            batch.finish_reason,
-            batch.usage_json,
-            batch.error_json,
-            batch.batch_id,
+            *_fields(batch),
         ]
-        for kind, data in batch.events:
-            args.extend((kind, data))
-        return args
 
     async def publish(self, gen_id: str, token: str, batch: EventBatch) -> PublishOutcome:
         outcome: PublishOutcome = await self._publish(
@@ -543,22 +561,50 @@ class GenerationStore:
         On a plain Redis only: a cluster client would need every key on one node.
         """
         assert isinstance(self.redis, Redis), "a plain Redis only (see above)"
-        keys_: list[str] = []
-        args: list[Any] = [len(writes)]
-        for gen_id, token, batch in writes:
-            keys_.extend(keys.all_for(gen_id))
-            run_args = self._publish_args(token, batch)
-            args.append(len(run_args))
-            args.extend(run_args)
-        command: list[Any] = ["EVALSHA", self._publish_many.sha, len(keys_), *keys_, *args]
-        [reply] = await send_pipeline(self.redis.connection_pool, [command])
+        pool = self.redis.connection_pool
+        [reply] = await send_encoded(pool, [self._publish_many_command(writes)])
         if isinstance(reply, NoScriptError):  # Redis restarted: EVAL runs it and caches it
-            command[:2] = ["EVAL", self._publish_many.source]
-            [reply] = await send_pipeline(self.redis.connection_pool, [command])
+            command = self._publish_many_command(writes, evaluate=True)
+            [reply] = await send_encoded(pool, [command])
         if isinstance(reply, RedisError):  # refused as a whole (a full Redis): each write fails
             return [reply] * len(writes)
         outcomes: list[PublishOutcome | RedisError] = list(cast(list[Any], reply))
         return outcomes
+
+    def _publish_many_command(
+        self, writes: Sequence[tuple[str, str, EventBatch]], *, evaluate: bool = False
+    ) -> bytes:
+        """The `_PUBLISH_MANY` call of `writes`, encoded: the RESP `encode_command` would
+        write for `EVALSHA sha numkeys keys... runs (count args...)...`, with the
+        arguments of each run those `publish` passes.
+
+        Built from pieces because a busy worker encodes tens of thousands of runs a
+        second: each generation's four keys are encoded once (`_encoded_keys`), the
+        limits once per store, the time once per call, and an empty field is a
+        constant, a third of the general encoder's cost (bench/README.md, "Fifth round").
+        """
+        now = encode_bulk(repr(time.time()))
+        key_parts: list[bytes] = []
+        arg_parts = [encode_bulk(str(len(writes)))]
+        arg_count = 1
+        for gen_id, token, batch in writes:
+            key_parts.append(_encoded_keys(gen_id))
+            fields = _fields(batch)
+            arg_parts.append(encode_bulk(str(4 + len(fields))))
+            arg_parts.extend((encode_bulk(token), now, self._encoded_limits))  # limits: two
+            arg_parts.extend(map(encode_bulk, fields))
+            arg_count += 5 + len(fields)
+        script = self._publish_many
+        head = ("EVAL", script.source) if evaluate else ("EVALSHA", script.sha)
+        return b"".join(
+            (
+                array_header(3 + 4 * len(writes) + arg_count),
+                *map(encode_bulk, head),
+                encode_bulk(str(4 * len(writes))),
+                *key_parts,
+                *arg_parts,
+            )
+        )
 
     async def renew_lease(self, gen_id: str, token: str, lease_ms: int) -> bool:
         return bool(await self._renew(keys=[keys.lease(gen_id)], args=[token, lease_ms]))

@@ -13,7 +13,9 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from services.resp_pipeline import encode_command, send_pipeline
+from services import keys
+from services.resp_pipeline import encode_bulk, encode_command, send_pipeline
+from services.store import EventBatch, GenerationStore
 from tests.faults.support import RedisServer
 
 ARGUMENTS: list[str | bytes | int | float] = [
@@ -33,6 +35,51 @@ ARGUMENTS: list[str | bytes | int | float] = [
 
 def test_commands_are_encoded_exactly_as_redis_py_encodes_them() -> None:
     assert encode_command(ARGUMENTS) == b"".join(Connection().pack_commands([ARGUMENTS]))
+
+
+def test_a_bulk_string_is_the_argument_as_encode_command_writes_it() -> None:
+    for arg in ("", "a", "naïve 🦜 text", "x" * 10_000):
+        assert array_free(encode_command([arg])) == encode_bulk(arg)
+
+
+def array_free(command: bytes) -> bytes:
+    return command.partition(b"\r\n")[2]
+
+
+def test_the_group_commits_call_is_the_command_publish_would_send_for_each_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`publish_many` encodes its call from pieces (cached keys, constant limits):
+    the bytes must be those of the plain argument list, built as `publish` builds it."""
+    monkeypatch.setattr("services.store.time.time", lambda: 1796218245.5814471)
+    store = GenerationStore(Redis(), retention_s=86_400, max_stream_events=100_000)
+    writes = [
+        ("gen_a", "t" * 32, EventBatch(events=[("delta", '{"text":"hi"}')], text_append="hi")),
+        (
+            "gen_b",
+            "u" * 32,
+            EventBatch(
+                events=[("delta", '{"text":"naïve 🦜"}'), ("done", '{"finish_reason":"stop"}')],
+                text_append="naïve 🦜",
+                terminal_status="completed",
+                finish_reason="stop",
+                usage_json='{"input_tokens":1}',
+                batch_id="u:2",
+            ),
+        ),
+        ("gen_a", "t" * 32, EventBatch(tool_calls_json="[]", batch_id="t:9")),
+    ]
+    runs: list[str | bytes | int | float] = [len(writes)]
+    for _, token, batch in writes:
+        run = store._publish_args(token, batch)
+        runs.extend((len(run), *run))
+    every_key = [key for gen_id, _, _ in writes for key in keys.all_for(gen_id)]
+    sha = store._publish_many.sha
+    expected = encode_command(["EVALSHA", sha, len(every_key), *every_key, *runs])
+    assert store._publish_many_command(writes) == expected
+    source = store._publish_many.source
+    expected = encode_command(["EVAL", source, len(every_key), *every_key, *runs])
+    assert store._publish_many_command(writes, evaluate=True) == expected
 
 
 def test_a_bool_is_refused_as_redis_py_refuses_it() -> None:
