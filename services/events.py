@@ -80,12 +80,17 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 """One encoder for every event: `json.dumps` with these options builds a new one per call."""
 
 
+def encode_text_delta(text: str) -> str:
+    """`encode_data(DeltaEvent(text=text))`, without building the model: most events by
+    far (a worker encodes one per coalesced write) are text deltas."""
+    return '{"text":' + encode_basestring(text) + "}"
+
+
 def encode_data(event: BaseModel) -> str:
     """The `data` JSON of an event, as stored and as sent: no `type`, no null fields."""
     if type(event) is DeltaEvent and event.tool_call is None and event.text is not None:
-        # Most events by far (a worker encodes one per coalesced write): the same
-        # bytes as the general path, without a model dump or an encoder per call.
-        return '{"text":' + encode_basestring(event.text) + "}"
+        # The same bytes as the general path, without a model dump or an encoder per call.
+        return encode_text_delta(event.text)
     payload = event.model_dump(exclude_none=True, exclude={"type"})
     if isinstance(event, ErrorEvent):
         payload = {"type": payload.pop("error_type"), **payload}
