@@ -132,6 +132,7 @@ class GenerationRun:
             self.gen_id,
             self.token,
             window_s=self.runtime.settings.coalesce_ms / 1000,
+            clock=self.runtime.flush_clock,
             batch_numbers=self._batch_numbers,
         )
 

@@ -26,6 +26,7 @@ from typing import Protocol
 from services.events import DeltaEvent, ToolCallFragment, encode_data, encode_text_delta
 from services.generation import ToolCall
 from services.store import EventBatch, PublishOutcome
+from worker.flush_clock import FlushClock, WindowEnd
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -77,9 +78,11 @@ class DeltaPublisher:
         token: str,
         *,
         window_s: float,
+        clock: FlushClock | None = None,
         batch_numbers: Iterator[int] | None = None,
     ) -> None:
         self._store = store
+        self._clock = clock if clock is not None else FlushClock()  # the worker shares one
         self._gen_id = gen_id
         self._token = token
         # Numbers each batch, so a resent one is recognised (store.publish). A retried
@@ -88,7 +91,7 @@ class DeltaPublisher:
         # attempt's first batch look like a resend of the old one's, and vanish.
         self._batch_numbers = batch_numbers if batch_numbers is not None else itertools.count(1)
         self._window_s = window_s
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: WindowEnd | None = None
         self._writing: asyncio.Future[PublishOutcome] | None = None  # the write in flight
         self._flush_when_written = False  # the window ended while a write was in flight
         self._last_flush = float("-inf")
@@ -180,7 +183,7 @@ class DeltaPublisher:
             return  # a flush is already due
         due = self._last_flush + self._window_s - time.monotonic()
         if due > 0:
-            self._timer = asyncio.get_running_loop().call_later(due, self._on_window_end)
+            self._timer = self._clock.call_later(due, self._on_window_end)
             return
         await self._settle()
         if self.refused is None and self.failure is None:

@@ -16,6 +16,7 @@ from services.providers.base import Provider
 from services.redis_connections import StreamsClient, command_client, streams_client
 from services.store import GenerationStore
 from worker.cancel import CancelListener
+from worker.flush_clock import FlushClock
 from worker.group_commit import GroupCommit
 from worker.metrics import WorkerMetrics
 from worker.reaper import Reaper
@@ -32,6 +33,8 @@ class WorkerRuntime:
     publishes: GroupCommit | GenerationStore
     """Where every job's deltas are written: batched across jobs on a plain Redis."""
     reaper: Reaper | None = None
+    flush_clock: FlushClock = field(default_factory=FlushClock)
+    """Every job's coalescing windows on one loop timer."""
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     @classmethod
