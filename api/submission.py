@@ -23,8 +23,8 @@ from api.state import AppState
 from services import keys
 from services.errors import Forbidden, InvalidFields, InvalidRequest, RateLimited
 from services.generation import GenerationRequest
-from services.job_wakeups import queue_job
-from services.limits import Refusal, release_generation, repair_running
+from services.job_wakeups import queue_job, write_then_queue_job
+from services.limits import Refusal, repair_running
 from services.providers import BY_NAME, KNOWN_PROVIDERS
 
 log = logging.getLogger(__name__)
@@ -116,30 +116,48 @@ async def submit_generation(
     gen_id = keys.new_generation_id()
     await admit(state, principal, gen_id)
     created_at = time.time()
-    try:
-        await state.store.record(gen_id, request, created_at, principal.tenant)
-    except BaseException:
-        await state.limits.release_running(principal.tenant, [gen_id])
-        raise
+    # One Redis for generations and the queue (no separate streams Redis): the status
+    # record and the queued job are one script, one round trip on the path to the
+    # first token. Otherwise the record first, then the job, as two steps.
+    together = state.store.redis is state.redis
+    if not together:
+        try:
+            await state.store.record(gen_id, request, created_at, principal.tenant)
+        except BaseException:
+            await state.limits.release_running(principal.tenant, [gen_id])
+            raise
     # The listing index is written while the job is queued, not before: it is off
     # the path to the first token, and a generation missing from a listing (the
-    # index write failed) still runs and is still found by its id.
+    # index write failed, or its record did) still runs and is still found by its id.
     indexing = asyncio.ensure_future(state.store.index(gen_id, created_at, principal.tenant))
     indexing.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen
     try:
-        queued = await queue_job(
-            state.queue,
-            keys.GENERATION_JOB,
-            gen_id,
-            job_id=gen_id,
-            queue_name=state.settings.queue_name,
-        )
+        if together:
+            queued = await write_then_queue_job(
+                state.redis,
+                state.store.record_call(gen_id, request, created_at, principal.tenant),
+                state.queue,
+                keys.GENERATION_JOB,
+                gen_id,
+                job_id=gen_id,
+                queue_name=state.settings.queue_name,
+            )
+        else:
+            queued = await queue_job(
+                state.queue,
+                keys.GENERATION_JOB,
+                gen_id,
+                job_id=gen_id,
+                queue_name=state.settings.queue_name,
+            )
     except Exception:
         await _settle_index(indexing, gen_id)
         log.exception("could not enqueue generation %s", gen_id)
+        # A record without its job would stay queued for good: it fails instead
+        # (nothing to do when the record was never written).
         await state.store.fail_queued(gen_id, "unavailable", "the job queue is unavailable")
         with contextlib.suppress(RedisError, OSError):  # else repaired at the next refusal
-            await release_generation(state.store, state.redis, gen_id)
+            await state.limits.release_running(principal.tenant, [gen_id])
         raise
     await _settle_index(indexing, gen_id)
     if not queued:  # arq already knows this id: impossible for a fresh random id

@@ -44,6 +44,7 @@ from services.generation import (
 )
 from services.redis_connections import StreamsClient
 from services.resp_pipeline import array_header, encode_bulk, send_encoded
+from services.script_call import ScriptCall
 
 # Shared Lua: appending one event keeps the status record's cursor fields in step,
 # and finishing sets the terminal status and the retention TTL on every key. With a
@@ -453,6 +454,14 @@ class GenerationStore:
         tenant: str = "default",
     ) -> None:
         """The queued generation's own keys: what a worker needs to run it."""
+        call = self.record_call(gen_id, request, created_at, tenant)
+        await self._create(keys=call.keys, args=call.args)
+
+    def record_call(
+        self, gen_id: str, request: GenerationRequest, created_at: float, tenant: str
+    ) -> ScriptCall:
+        """`record` as a script call, for a caller that runs it together with its own
+        script (the API's record-then-queue on one Redis, services/job_wakeups.py)."""
         fields = {
             "id": gen_id,
             "model": request.model,
@@ -470,7 +479,7 @@ class GenerationStore:
         args: list[Any] = [self.retention_ms, tombstone_px, tenant]
         for name, value in fields.items():
             args.extend((name, value))
-        await self._create(keys=[keys.meta(gen_id), keys.tombstone(gen_id)], args=args)
+        return ScriptCall(_CREATE, [keys.meta(gen_id), keys.tombstone(gen_id)], args)
 
     async def index(self, gen_id: str, created_at: float, tenant: str = "default") -> None:
         """List a recorded generation (globally and per tenant), dropping expired entries."""

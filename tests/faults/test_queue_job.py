@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from services import keys
-from services.job_wakeups import claim_job, queue_job
+from services.generation import GenerationRequest, Message
+from services.job_wakeups import claim_job, queue_job, write_then_queue_job
+from services.store import GenerationStore
 from tests.faults.support import RedisServer
 
 
@@ -73,3 +78,60 @@ async def test_a_queued_job_is_claimed_once_and_only_when_due(own_redis: RedisSe
         assert await queue.exists(b"arq:in-progress:gen_2", b"arq:in-progress:gen_3") == 0
     finally:
         await queue.aclose()
+
+
+async def test_record_then_queue_in_one_script_writes_what_the_two_steps_write(
+    own_redis: RedisServer,
+) -> None:
+    """On one Redis the API records a generation and queues its job with one script
+    (`write_then_queue_job`): the same keys, values and wake-up as `record` then
+    `queue_job`, and never the job without the record."""
+    queue = ArqRedis.from_url(own_redis.url)
+    control = Redis.from_url(own_redis.url, decode_responses=True)
+    store = GenerationStore(control, retention_s=3600, max_stream_events=1000, tombstone_s=60)
+    listener = queue.pubsub()
+    request = GenerationRequest(model="demo/echo", messages=[Message(role="user", content="hé")])
+    try:
+        await listener.subscribe(keys.JOBS_CHANNEL)
+        assert (await listener.get_message(timeout=1))["type"] == "subscribe"
+        await store.record("gen_a", request, 1700000000.5, "acme")
+        assert await queue_job(queue, "run_generation", "gen_a", job_id="gen_a", queue_name="q")
+        call = store.record_call("gen_b", request, 1700000000.5, "acme")
+        assert await write_then_queue_job(
+            control, call, queue, "run_generation", "gen_b", job_id="gen_b", queue_name="q"
+        )
+
+        def renamed(record: dict[str, str]) -> dict[str, str]:
+            return {k: v.replace("gen_a", "gen_b") for k, v in record.items()}
+
+        assert renamed(await control.hgetall(keys.meta("gen_a"))) == await control.hgetall(
+            keys.meta("gen_b")
+        )
+        assert await control.get(keys.tombstone("gen_b")) == "acme"
+        for gen_id in ("gen_a", "gen_b"):
+            assert 0 < await control.pttl(keys.meta(gen_id)) <= 3_600_000
+            info = await Job(gen_id, queue, _queue_name="q").info()
+            assert info is not None and info.args == (gen_id,)
+            woken = await listener.get_message(ignore_subscribe_messages=True, timeout=1)
+            assert woken is not None and woken["data"] == gen_id.encode()
+        assert await queue.zcard("q") == 2
+
+        # A record that cannot be written (its key holds another type): no job either.
+        await control.set(keys.meta("gen_c"), "not a hash")
+        call = store.record_call("gen_c", request, 1700000000.5, "acme")
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await write_then_queue_job(
+                control, call, queue, "run_generation", "gen_c", job_id="gen_c", queue_name="q"
+            )
+        assert await queue.exists(b"arq:job:gen_c") == 0
+        assert await queue.zcard("q") == 2
+        # An id arq already knows: the record is written, the job is not queued twice.
+        call = store.record_call("gen_b", request, 1700000001.5, "acme")
+        assert not await write_then_queue_job(
+            control, call, queue, "run_generation", "gen_b", job_id="gen_b", queue_name="q"
+        )
+        assert await queue.zcard("q") == 2
+    finally:
+        await listener.aclose()
+        await queue.aclose()
+        await control.aclose()
