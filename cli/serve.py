@@ -20,7 +20,9 @@ import socket
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
+from api.cors import with_cors
 from api.events_fast_path import EventsFastPath
 from api.main import create_app
 from api.state import AppState
@@ -31,8 +33,9 @@ log = logging.getLogger(__name__)
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
+        self._app = app  # whose state to drain, whatever wraps it in `config.app`
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_started = False
         self._drain_task: asyncio.Task[None] | None = None
@@ -42,7 +45,7 @@ class DrainingServer(uvicorn.Server):
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        state = getattr(getattr(self.config.app, "state", None), "tokenrelay", None)
+        state = getattr(self._app.state, "tokenrelay", None)
         if self._drain_started or state is None or self._loop is None:
             super().handle_exit(sig, frame)  # a second signal: stop now
             return
@@ -72,8 +75,10 @@ class DrainingServer(uvicorn.Server):
 
 
 def run_api(settings: Settings, host: str, port: int) -> None:
+    app = create_app(settings)
     config = uvicorn.Config(
-        EventsFastPath(create_app(settings)),
+        # CORS outermost, so the event streams of the fast path carry it too.
+        with_cors(EventsFastPath(app), settings),
         host=host,
         port=port,
         # httptools, as uvicorn would pick, with a bound on each request's head. The
@@ -90,4 +95,4 @@ def run_api(settings: Settings, host: str, port: int) -> None:
         log_level="info",
         log_config=None,  # uvicorn's loggers propagate to ours (cli/logs.py)
     )
-    DrainingServer(config).run()
+    DrainingServer(config, app).run()

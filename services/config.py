@@ -98,8 +98,9 @@ class Settings(BaseSettings):
     )
     allowed_origins: str = Field(
         default="",
-        description="with auth off: comma-separated browser origins, besides the API's own, "
-        "that may send state-changing requests; '*' allows every origin",
+        description="comma-separated browser origins of front ends served elsewhere: their "
+        "pages may read the answers (CORS), and with auth off send state-changing requests; "
+        "'*' allows every origin",
     )
     max_header_bytes: int = Field(
         default=65_536, ge=1024, description="request line + headers; past it a 431 and close"
