@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -71,7 +71,8 @@ _STATUS_MEANINGS = {
     422: "Invalid fields, each named",
     429: "Rate limited",
     502: "The provider failed",
-    503: "Unavailable: Redis unreachable, shutting down, or too many open streams; see Retry-After",
+    503: "Unavailable: Redis unreachable or full, shutting down, or too many open streams; "
+    "see Retry-After",
     504: "The provider timed out",
 }
 
@@ -152,6 +153,13 @@ REDIS_DOWN = Failure(
     503, "unavailable", "the event store is unavailable; retry shortly", {"Retry-After": "2"}
 )
 
+REDIS_FULL = Failure(
+    503,
+    "unavailable",
+    "the event store is full (Redis reached its maxmemory); retry shortly",
+    {"Retry-After": "5"},
+)
+
 _CLUSTER_REPLIES = ("MOVED ", "ASK ", "CROSSSLOT ", "CLUSTERDOWN ")
 CLUSTER_BEHIND_PLAIN_URL = Failure(
     503,
@@ -182,6 +190,11 @@ def failure_of(exc: BaseException, content_type: str | None = None) -> Failure:
     if is_passing_outage(exc):  # a lost connection, or READONLY/LOADING… mid-failover
         log.warning("Redis unavailable: %s", type(exc).__name__)
         return REDIS_DOWN
+    if isinstance(exc, OutOfMemoryError):
+        # Not the request's fault, and not a bug: the operator's Redis is full
+        # (noeviction, as it must be). Nothing was queued; a retry may find room.
+        log.error("Redis is full (maxmemory): refusing writes until it has room")
+        return REDIS_FULL
     if isinstance(exc, ResponseError) and str(exc).startswith(_CLUSTER_REPLIES):
         # A Redis Cluster node reached through a plain URL (start-up warns of it too):
         # the generations whose keys live on other nodes cannot be served.
@@ -221,7 +234,7 @@ def install_error_handlers(app: FastAPI) -> None:
         StarletteHTTPException,
         RedisConnectionError,
         RedisTimeoutError,
-        ResponseError,  # a cluster's MOVED/ASK behind a plain URL is a 503, not a crash
+        ResponseError,  # a full Redis, or a cluster's MOVED behind a plain URL: 503s
         Exception,
     ):
         app.add_exception_handler(exc_class, _answer_natively)
