@@ -10,6 +10,7 @@ work again at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,7 @@ from tests.faults.support import (
 )
 from tests.support.polling import wait_for
 from tests.support.processes import ApiProcess
-from tests.support.sse import assemble_text, read_sse
+from tests.support.sse import SseEvent, SseReading, assemble_text, iter_sse
 
 REDIS_LOST_RETRY_MS = 1000
 
@@ -85,14 +86,21 @@ async def test_redis_restart_without_persistence_forgets_but_recovers(
     api.wait_ready()
     gen_id = await create(api.base_url, max_tokens=200)
     async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as client:
-        reading_task = asyncio.create_task(read_sse(client, f"/v1/generations/{gen_id}/events"))
-        await wait_for(lambda: _content(api.base_url, gen_id), what="first output")
-
-        own_redis.stop()
-        await _check_unavailable(api)
-        own_redis.start()
-
-        reading = await reading_task
+        async with client.stream("GET", f"/v1/generations/{gen_id}/events") as response:
+            # Redis goes away once this viewer has seen output (the status record's
+            # text can be there before a slow machine's viewer has read anything).
+            reading = SseReading(response.status_code, response.headers)
+            items = iter_sse(response)
+            async for item in items:
+                if isinstance(item, SseEvent):
+                    reading.events.append(item)
+                    if item.event == "delta":
+                        break
+            own_redis.stop()
+            rest = asyncio.create_task(_read_rest(items, reading))
+            await _check_unavailable(api)
+            own_redis.start()
+            await rest
         assert reading.closed_by_server
         assert reading.retries[-1] == REDIS_LOST_RETRY_MS
         assert reading.events[-1].event not in ("done", "error", "cancelled")
@@ -105,6 +113,15 @@ async def test_redis_restart_without_persistence_forgets_but_recovers(
     after = await watch(api.base_url, fresh)
     assert assemble_text(after.events) == expected_story(30)
     assert all(p.process.poll() is None for p in procs.started)
+
+
+async def _read_rest(items: AsyncIterator[SseEvent | str | int], reading: SseReading) -> None:
+    async for item in items:
+        if isinstance(item, SseEvent):
+            reading.events.append(item)
+        elif isinstance(item, int):
+            reading.retries.append(item)
+    reading.closed_by_server = True
 
 
 async def _check_unavailable(api: ApiProcess) -> None:

@@ -87,7 +87,11 @@ async def test_many_windows_share_one_loop_timer(monkeypatch: pytest.MonkeyPatch
         if ended == 1000:
             done.set_result(None)
 
-    for _ in range(1000):
-        clock.call_later(0.02, end)
+    # All due at the same moment: a slow machine must not spread them over two firings.
+    now = loop.time()
+    with monkeypatch.context() as frozen:
+        frozen.setattr(loop, "time", lambda: now)
+        for _ in range(1000):
+            clock.call_later(0.02, end)
     await asyncio.wait_for(done, 5)
     assert len(armed) == 1
