@@ -273,12 +273,17 @@ class AnthropicProvider:
                     yield chunk
         except anthropic.APIError as exc:
             raise self._translate(exc) from None
-        except (httpx2.TimeoutException, httpx.TimeoutException):
-            raise connection_error(timed_out=True) from None
-        except (httpx2.TransportError, httpx.TransportError, ssl.SSLError, anyio.EndOfStream):
+        except (httpx2.TimeoutException, httpx.TimeoutException) as exc:
+            raise connection_error(exc, timed_out=True) from None
+        except (
+            httpx2.TransportError,
+            httpx.TransportError,
+            ssl.SSLError,
+            anyio.EndOfStream,
+        ) as exc:
             # The SDK does not wrap errors raised while reading a stream's body
             # (httpx2 now; httpx in SDK versions before the switch).
-            raise connection_error(timed_out=False) from None
+            raise connection_error(exc, timed_out=False) from None
         except json.JSONDecodeError as exc:
             raise malformed_stream(f"invalid JSON in an event at position {exc.pos}") from None
         finally:
@@ -290,9 +295,9 @@ class AnthropicProvider:
 
     def _translate(self, exc: anthropic.APIError) -> ProviderError:
         if isinstance(exc, anthropic.APITimeoutError):
-            return connection_error(timed_out=True)
+            return connection_error(exc, timed_out=True)
         if isinstance(exc, anthropic.APIConnectionError):
-            return connection_error(timed_out=False)
+            return connection_error(exc, timed_out=False)
         if isinstance(exc, anthropic.APIStatusError):
             return status_error(
                 exc.status_code,

@@ -207,9 +207,9 @@ class OpenAIProvider:
 
     def _translate(self, exc: openai.APIError) -> ProviderError:
         if isinstance(exc, openai.APITimeoutError):
-            return connection_error(timed_out=True)
+            return connection_error(exc, timed_out=True)
         if isinstance(exc, openai.APIConnectionError):
-            return connection_error(timed_out=False)
+            return connection_error(exc, timed_out=False)
         body = exc.body if isinstance(exc.body, dict) else {}
         upstream_message = body.get("message")
         return status_error(

@@ -116,7 +116,17 @@ def status_error(
     return ProviderError(error_type, message, retryable=retryable, retry_after_s=retry_after)
 
 
-def connection_error(*, timed_out: bool) -> ProviderError:
+def connection_error(exc: BaseException, *, timed_out: bool) -> ProviderError:
+    """A failed connection (`timed_out`: as the SDK reported it) as our error.
+
+    A timeout is one only when a `TimeoutError` lies under `exc`: the SDKs' aiohttp
+    transport reports a refused connection as a connect timeout (its exception map
+    sends every `ClientConnectionError` there), which would tell a user to wait for
+    a provider that is not listening. A timeout with nothing under it is taken at
+    its word.
+    """
+    if timed_out and _cause_of(exc) is not None:
+        timed_out = any(isinstance(cause, TimeoutError) for cause in _causes(exc))
     if timed_out:
         return ProviderError(
             "timeout", "the connection to the provider timed out (connect timeout)", retryable=True
@@ -124,6 +134,20 @@ def connection_error(*, timed_out: bool) -> ProviderError:
     return ProviderError(
         "connection_error", "the connection to the provider failed or was dropped", retryable=True
     )
+
+
+def _cause_of(exc: BaseException) -> BaseException | None:
+    return exc.__cause__ or exc.__context__
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """What `exc` was raised from, and what that was raised from, down to the root."""
+    found: list[BaseException] = []
+    cause = _cause_of(exc)
+    while cause is not None and all(cause is not seen for seen in found):
+        found.append(cause)
+        cause = _cause_of(cause)
+    return found
 
 
 def malformed_stream(detail: str) -> ProviderError:
