@@ -267,7 +267,7 @@ class DeltaPublisher:
             tool_calls_json = json.dumps(ordered, separators=(",", ":"))
             self._tool_calls_changed = False
         return EventBatch(
-            batch_id=f"{self._token}:{next(self._batch_numbers)}",
+            batch_id=self._next_batch_id(),
             events=[*events, *(extra or [])],
             text_append=text_append,
             tool_calls_json=tool_calls_json,
@@ -275,13 +275,16 @@ class DeltaPublisher:
             **fields,
         )
 
+    def _next_batch_id(self) -> str:
+        return f"{self._token}:{next(self._batch_numbers)}"
+
     def _take_text(self) -> EventBatch:
-        """`_take_batch` when only text is pending (nearly every timed flush), without
-        a `DeltaEvent` to build and encode: the same batch, for a third of the CPU."""
+        """`_take_batch` when only text is pending (nearly every timed flush): the same
+        batch, without a `DeltaEvent` model to build and dump."""
         text = "".join(self._pending_text)
         self._pending_text.clear()
         return EventBatch(
-            batch_id=f"{self._token}:{next(self._batch_numbers)}",
+            batch_id=self._next_batch_id(),
             events=[("delta", encode_text_delta(text))] if text else [],
             text_append=text,
         )
