@@ -1,6 +1,6 @@
-"""The `anthropic/...` provider: Messages streaming through the official SDK.
+"""The `anthropic/...` provider: Messages streaming, said as the official SDK says it.
 
-One `AsyncAnthropic` client per worker process, SDK retries off (the worker
+One connection pool per worker process, no retries of its own (the worker
 retries; see worker/retry.py). Requests are translated from our OpenAI-shaped
 conversation: system turns become `system`, assistant tool calls become
 `tool_use` blocks, tool answers become `tool_result` blocks in a user turn, and
@@ -11,26 +11,20 @@ which Anthropic requires, defaults to `TOKENRELAY_ANTHROPIC_DEFAULT_MAX_TOKENS`.
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import anthropic
-import anyio
-import httpx
-import httpx2
+from anthropic._streaming import SSEDecoder  # the SDK's own SSE parsing
 
 from services.config import Settings
 from services.errors import ProviderError
 from services.events import ToolCallFragment, Usage
 from services.generation import GenerationRequest, Message
 from services.providers.base import FinishChunk, ProviderChunk, TextChunk, ToolCallChunk
-from services.providers.upstream_errors import (
-    connection_error,
-    malformed_stream,
-    retry_after_s,
-    status_error,
-)
+from services.providers.upstream_errors import malformed_stream, retry_after_s, status_error
+from services.providers.upstream_http import UpstreamHttp, UpstreamStatus
 
 PLACEHOLDER_KEY = "tokenrelay-no-key"
 ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -224,11 +218,6 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-EventStream = anthropic.AsyncStream[object]
-"""A Messages stream whose events stay the JSON values they arrived as (the SDK hands
-`object` data through untouched, instead of building a typed event per token)."""
-
-
 class AnthropicProvider:
     name = "anthropic"
 
@@ -236,82 +225,75 @@ class AnthropicProvider:
         key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
         self._secrets = (key,) if key else ()
         self._default_max_tokens = settings.anthropic_default_max_tokens
-        self._client = anthropic.AsyncAnthropic(
+        # The SDK's client says what each request carries (its base URL; the key, the
+        # API version and its user agent in its headers); the requests go through
+        # `UpstreamHttp` (services/providers/upstream_http.py), as the openai provider's.
+        sdk = anthropic.AsyncAnthropic(
             api_key=key or PLACEHOLDER_KEY,
             # Explicit, so the SDK does not read the environment a second time.
             base_url=settings.anthropic_base_url or ANTHROPIC_DEFAULT_BASE_URL,
             max_retries=0,
-            # No read timeout of the transport's: the attempt's own first-token, idle
-            # and total limits (worker/retry.py) bound every read with one timer per
-            # attempt, where httpx would arm and cancel a timer for each socket read.
-            timeout=anthropic.Timeout(
-                settings.total_timeout_s, connect=settings.provider_connect_timeout_s, read=None
-            ),
-            # The SDK's aiohttp transport: its C HTTP parser reads a streamed answer for
-            # about a third less CPU per token than httpx (bench/README.md, "Fifth round").
-            http_client=anthropic.DefaultAioHttpClient(),
+        )
+        self._http = UpstreamHttp(
+            base_url=str(sdk.base_url),
+            headers={**sdk.default_headers, **sdk.auth_headers},
+            connect_timeout_s=settings.provider_connect_timeout_s,
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._http.aclose()
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
         params = messages_params(request, default_max_tokens=self._default_max_tokens)
         params["stream"] = True
-        try:
-            # The SDK's own request path (auth, version header, errors, SSE parsing,
-            # in-stream error events) without its typed layer (as the openai provider).
-            stream = await self._client.post(
-                "/v1/messages", body=params, cast_to=object, stream=True, stream_cls=EventStream
-            )
-        except anthropic.APIError as exc:
-            raise self._translate(exc) from None
         state = _StreamState()
+        events = self._http.events("/v1/messages", params, SSEDecoder())
         try:
-            async for event in stream:
-                for chunk in state.chunks(event):
-                    yield chunk
-        except anthropic.APIError as exc:
-            raise self._translate(exc) from None
-        except (httpx2.TimeoutException, httpx.TimeoutException) as exc:
-            raise connection_error(exc, timed_out=True) from None
-        except (
-            httpx2.TransportError,
-            httpx.TransportError,
-            ssl.SSLError,
-            anyio.EndOfStream,
-        ) as exc:
-            # The SDK does not wrap errors raised while reading a stream's body
-            # (httpx2 now; httpx in SDK versions before the switch).
-            raise connection_error(exc, timed_out=False) from None
+            async with aclosing(events):  # on cancel too: closes the upstream HTTP request
+                async for event in events:
+                    # What the SDK's stream skips, and its in-stream `error` event.
+                    if event.event is None or event.event == "ping":
+                        continue
+                    if event.event == "error":
+                        raise self._error_event(event.data)
+                    if not event.data:
+                        continue
+                    for chunk in state.chunks(json.loads(event.data)):
+                        yield chunk
+        except UpstreamStatus as exc:
+            raise self._error(exc.status, exc.body, retry_after_s(exc.headers)) from None
         except json.JSONDecodeError as exc:
             raise malformed_stream(f"invalid JSON in an event at position {exc.pos}") from None
-        finally:
-            await stream.close()  # on cancel too: closes the upstream HTTP request
         if not state.stopped or state.stop_reason is None:
             raise malformed_stream("the stream ended before message_stop")
         finish_reason = FINISH_REASONS.get(state.stop_reason, state.stop_reason)
         yield FinishChunk(finish_reason=finish_reason, usage=state.usage())
 
-    def _translate(self, exc: anthropic.APIError) -> ProviderError:
-        if isinstance(exc, anthropic.APITimeoutError):
-            return connection_error(exc, timed_out=True)
-        if isinstance(exc, anthropic.APIConnectionError):
-            return connection_error(exc, timed_out=False)
-        if isinstance(exc, anthropic.APIStatusError):
+    def _error_event(self, data: str) -> ProviderError:
+        """An `error` event inside the stream: its JSON, or its text as the message."""
+        try:
+            body: object = json.loads(data)
+        except ValueError:
             return status_error(
-                exc.status_code,
-                body_type=exc.type,
-                body_code=exc.error_code,
-                upstream_message=exc.api_message,
-                retry_after=retry_after_s(exc.response.headers),
+                None,
+                body_type=None,
+                body_code=None,
+                upstream_message=data or None,
+                retry_after=None,
                 secrets=self._secrets,
             )
+        return self._error(None, body, None)
+
+    def _error(self, status: int | None, body: object, retry_after: float | None) -> ProviderError:
+        """An error body (`{"type": "error", "error": {...}}`), read as the SDK reads it."""
+        error = _object(_object(body).get("error"))
+        message, kind = error.get("message"), error.get("type")
+        code = _object(error.get("details")).get("error_code")
         return status_error(
-            None,
-            body_type=None,
-            body_code=None,
-            upstream_message=exc.message,
-            retry_after=None,
+            status,
+            body_type=kind if isinstance(kind, str) else None,
+            body_code=code if isinstance(code, str) else None,
+            upstream_message=message if isinstance(message, str) else None,
+            retry_after=retry_after,
             secrets=self._secrets,
         )

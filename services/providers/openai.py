@@ -1,9 +1,9 @@
-"""The `openai/...` provider: Chat Completions streaming through the official SDK.
+"""The `openai/...` provider: Chat Completions streaming, said as the official SDK says it.
 
 Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server) works through
 `OPENAI_BASE_URL`; such servers often need no key, so a placeholder is sent when
-none is configured. One `AsyncOpenAI` client per worker process, made at startup
-and closed at shutdown, with the SDK's retries off: retries are the worker's
+none is configured. One connection pool per worker process, made at startup and
+closed at shutdown, and no retries of its own: retries are the worker's
 (worker/retry.py), because only it knows whether output was already published.
 """
 
@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import openai
+from openai._streaming import SSEDecoder  # the SDK's own SSE parsing
 
 from services.config import Settings
 from services.errors import ProviderError
 from services.events import ToolCallFragment, Usage
 from services.generation import GenerationRequest, Message
 from services.providers.base import FinishChunk, ProviderChunk, TextChunk, ToolCallChunk
-from services.providers.upstream_errors import (
-    connection_error,
-    malformed_stream,
-    retry_after_s,
-    status_error,
-)
+from services.providers.upstream_errors import malformed_stream, retry_after_s, status_error
+from services.providers.upstream_http import UpstreamHttp, UpstreamStatus
 
 PLACEHOLDER_KEY = "tokenrelay-no-key"  # for key-less OpenAI-compatible servers
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -90,11 +88,6 @@ def chat_params(
     return params
 
 
-ChunkStream = openai.AsyncStream[object]
-"""A Chat Completions stream whose chunks stay the JSON values they arrived as (the
-SDK hands `object` data through untouched; any other type it walks, a dict too)."""
-
-
 def _dicts(value: Any) -> list[dict[str, Any]]:
     """The JSON objects of a list field (absent, null or malformed: none)."""
     if not isinstance(value, list):
@@ -137,88 +130,88 @@ class OpenAIProvider:
         self._max_tokens_field = (
             "max_tokens" if settings.openai_base_url else "max_completion_tokens"
         )
-        self._client = openai.AsyncOpenAI(
+        # The SDK's client says what each request carries: its base URL and headers
+        # (the key, its user agent, OPENAI_ORG_ID and OPENAI_PROJECT_ID from the
+        # environment). The requests themselves go through `UpstreamHttp`, which
+        # skips the SDK's per-request layers (services/providers/upstream_http.py).
+        sdk = openai.AsyncOpenAI(
             api_key=key or PLACEHOLDER_KEY,
             # Explicit, so the SDK does not read the environment a second time.
             base_url=settings.openai_base_url or OPENAI_DEFAULT_BASE_URL,
             max_retries=0,
-            # No read timeout of the transport's: the attempt's own first-token, idle
-            # and total limits (worker/retry.py) bound every read with one timer per
-            # attempt, where httpx would arm and cancel a timer for each socket read.
-            timeout=openai.Timeout(
-                settings.total_timeout_s, connect=settings.provider_connect_timeout_s, read=None
-            ),
-            # The SDK's aiohttp transport: its C HTTP parser reads a streamed answer for
-            # about a third less CPU per token than httpx (bench/README.md, "Fifth round").
-            http_client=openai.DefaultAioHttpClient(),
+        )
+        self._http = UpstreamHttp(
+            base_url=str(sdk.base_url),
+            headers={**sdk.default_headers, **sdk.auth_headers},
+            connect_timeout_s=settings.provider_connect_timeout_s,
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._http.aclose()
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
         params = chat_params(
             request, include_usage=self._include_usage, max_tokens_field=self._max_tokens_field
         )
         params["stream"] = True
-        try:
-            # The SDK's own request path (auth, errors, SSE parsing and in-stream
-            # error events) without its typed layer: our body is already plain
-            # JSON, and each chunk read as a dict costs a fraction of a model.
-            stream = await self._client.post(
-                "/chat/completions",
-                body=params,
-                cast_to=object,
-                stream=True,
-                stream_cls=ChunkStream,
-            )
-        except openai.APIError as exc:
-            raise self._translate(exc) from None
         finish_reason: str | None = None
         usage: Usage | None = None
+        done = False
+        events = self._http.events("/chat/completions", params, SSEDecoder())
         try:
-            async for chunk in stream:
-                if not isinstance(chunk, dict):
-                    raise malformed_stream("an event's data is not a JSON object")
-                counted = chunk.get("usage")
-                if isinstance(counted, dict):
-                    usage = Usage(
-                        input_tokens=counted.get("prompt_tokens") or 0,
-                        output_tokens=counted.get("completion_tokens") or 0,
-                    )
-                for choice in _dicts(chunk.get("choices")):
-                    if choice.get("index", 0) != 0:
-                        continue  # we never ask for n > 1
-                    delta = choice.get("delta")
-                    if isinstance(delta, dict):
-                        for piece in _deltas(delta):
-                            yield piece
-                    if choice.get("finish_reason"):
-                        finish_reason = str(choice["finish_reason"])
-        except openai.APIError as exc:
-            raise self._translate(exc) from None
+            async with aclosing(events):  # on cancel too: closes the upstream HTTP request
+                async for event in events:
+                    if done:
+                        continue  # read to its end, so the connection serves the next request
+                    if event.data.startswith("[DONE]"):
+                        done = True
+                        continue
+                    chunk = json.loads(event.data)
+                    if not isinstance(chunk, dict):
+                        raise malformed_stream("an event's data is not a JSON object")
+                    if chunk.get("error"):
+                        raise self._error_event(chunk["error"])
+                    counted = chunk.get("usage")
+                    if isinstance(counted, dict):
+                        usage = Usage(
+                            input_tokens=counted.get("prompt_tokens") or 0,
+                            output_tokens=counted.get("completion_tokens") or 0,
+                        )
+                    for choice in _dicts(chunk.get("choices")):
+                        if choice.get("index", 0) != 0:
+                            continue  # we never ask for n > 1
+                        delta = choice.get("delta")
+                        if isinstance(delta, dict):
+                            for piece in _deltas(delta):
+                                yield piece
+                        if choice.get("finish_reason"):
+                            finish_reason = str(choice["finish_reason"])
+        except UpstreamStatus as exc:
+            raise self._status_error(exc) from None
         except json.JSONDecodeError as exc:
             raise malformed_stream(f"invalid JSON in an event at position {exc.pos}") from None
-        finally:
-            await stream.close()  # on cancel too: closes the upstream HTTP request
         if finish_reason is None:
             raise malformed_stream("the stream ended without a finish_reason")
         yield FinishChunk(finish_reason=finish_reason, usage=usage)
 
-    def _translate(self, exc: openai.APIError) -> ProviderError:
-        if isinstance(exc, openai.APITimeoutError):
-            return connection_error(exc, timed_out=True)
-        if isinstance(exc, openai.APIConnectionError):
-            return connection_error(exc, timed_out=False)
-        body = exc.body if isinstance(exc.body, dict) else {}
-        upstream_message = body.get("message")
+    def _status_error(self, exc: UpstreamStatus) -> ProviderError:
+        """An HTTP error answer: its body's `error` object, as the SDK reads it."""
+        body = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else None
+        return self._error(exc.status, body, retry_after_s(exc.headers))
+
+    def _error_event(self, error: object) -> ProviderError:
+        """An `error` object inside the stream (the SDK's in-stream APIError)."""
+        return self._error(None, error, None)
+
+    def _error(self, status: int | None, error: object, retry_after: float | None) -> ProviderError:
+        fields = error if isinstance(error, dict) else {}
+        message, kind, code = fields.get("message"), fields.get("type"), fields.get("code")
         return status_error(
-            exc.status_code if isinstance(exc, openai.APIStatusError) else None,
-            body_type=exc.type if isinstance(exc.type, str) else None,
-            body_code=exc.code,
-            upstream_message=upstream_message if isinstance(upstream_message, str) else None,
-            retry_after=retry_after_s(exc.response.headers)
-            if isinstance(exc, openai.APIStatusError)
-            else None,
+            status,
+            body_type=kind if isinstance(kind, str) else None,
+            # vLLM says the HTTP status of a mid-stream error as a number here
+            body_code=str(code) if isinstance(code, str | int) else None,
+            upstream_message=message if isinstance(message, str) else None,
+            retry_after=retry_after,
             secrets=self._secrets,
         )

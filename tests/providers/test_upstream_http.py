@@ -1,0 +1,171 @@
+"""The providers' transport (services/providers/upstream_http.py) on a real HTTP server.
+
+What the provider tests' fakes cannot show (they close every connection after an
+answer): a stream read to its end leaves its connection for the next request, so
+a worker does not pay a new connection (a TLS handshake, in production) per
+generation; a stream closed early closes its connection; an error answer's
+headers are read case-insensitively and its body is capped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from openai._streaming import SSEDecoder
+
+from services.config import Settings
+from services.errors import ProviderError
+from services.generation import GenerationRequest
+from services.providers.openai import OpenAIProvider
+from services.providers.upstream_http import MAX_ERROR_BODY, UpstreamHttp, UpstreamStatus
+
+EVENTS = b'data: {"n": 1}\n\ndata: {"n": 2}\n\ndata: [DONE]\n\n'
+
+
+class Upstream:
+    """Records the client port of every request: one port, one connection."""
+
+    def __init__(self) -> None:
+        self.peers: list[int] = []
+        self.error_answer: web.Response | None = None
+        self.app = web.Application()
+        self.app.router.add_post("/v1/stream", self.stream)
+        self.app.router.add_post("/v1/long", self.long)
+        self.app.router.add_post("/v1/chat/completions", self.chat)
+
+    def _note(self, request: web.Request) -> None:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.peers.append(peer[1] if peer else -1)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        await request.read()
+        if self.error_answer is not None:
+            return self.error_answer
+        answer = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await answer.prepare(request)
+        for line in EVENTS.split(b"\n\n")[:-1]:
+            await answer.write(line + b"\n\n")
+        await answer.write_eof()
+        return answer
+
+    async def long(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        answer = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await answer.prepare(request)
+        for n in range(1000):
+            await answer.write(b'data: {"n": %d}\n\n' % n)
+        await answer.write_eof()
+        return answer
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        answer = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await answer.prepare(request)
+        await answer.write(b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n')
+        error = b'{"error": {"message": "bad", "type": "BadRequestError", "code": 400}}'
+        await answer.write(b"data: " + error + b"\n\n")
+        await answer.write_eof()
+        return answer
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[Upstream, str]]:
+    fake = Upstream()
+    server = TestServer(fake.app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield fake, str(server.make_url("/v1"))
+    finally:
+        await server.close()
+
+
+async def _read(http: UpstreamHttp, path: str) -> list[str]:
+    return [event.data async for event in http.events(path, {"stream": True}, SSEDecoder())]
+
+
+async def test_streams_read_to_the_end_share_one_connection(
+    upstream: tuple[Upstream, str],
+) -> None:
+    fake, base = upstream
+    http = UpstreamHttp(base_url=base, headers={}, connect_timeout_s=5)
+    try:
+        for _ in range(3):
+            assert await _read(http, "/stream") == ['{"n": 1}', '{"n": 2}', "[DONE]"]
+    finally:
+        await http.aclose()
+    assert len(fake.peers) == 3
+    assert len(set(fake.peers)) == 1, "each stream opened a connection of its own"
+
+
+async def test_a_stream_closed_early_closes_its_connection(
+    upstream: tuple[Upstream, str],
+) -> None:
+    fake, base = upstream
+    http = UpstreamHttp(base_url=base, headers={}, connect_timeout_s=5)
+    try:
+        async with aclosing(http.events("/long", {}, SSEDecoder())) as events:
+            async for event in events:
+                assert event.data == '{"n": 0}'
+                break
+        assert await _read(http, "/stream") == ['{"n": 1}', '{"n": 2}', "[DONE]"]
+    finally:
+        await http.aclose()
+    assert len(set(fake.peers)) == 2, "a half-read answer's connection was used again"
+
+
+async def test_an_error_answer_is_its_status_json_and_case_insensitive_headers(
+    upstream: tuple[Upstream, str],
+) -> None:
+    fake, base = upstream
+    fake.error_answer = web.json_response(
+        {"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "7"}
+    )
+    http = UpstreamHttp(base_url=base, headers={}, connect_timeout_s=5)
+    try:
+        with pytest.raises(UpstreamStatus) as raised:
+            await _read(http, "/stream")
+    finally:
+        await http.aclose()
+    assert raised.value.status == 429
+    assert raised.value.body == {"error": {"message": "slow down"}}
+    assert raised.value.headers["retry-after"] == "7"
+
+
+async def test_an_error_answer_is_read_up_to_the_cap(upstream: tuple[Upstream, str]) -> None:
+    fake, base = upstream
+    fake.error_answer = web.Response(status=500, body=b"x" * (MAX_ERROR_BODY * 4))
+    http = UpstreamHttp(base_url=base, headers={}, connect_timeout_s=5)
+    try:
+        with pytest.raises(UpstreamStatus) as raised:
+            await _read(http, "/stream")
+    finally:
+        await http.aclose()
+    assert raised.value.body == "x" * MAX_ERROR_BODY
+
+
+async def test_a_mid_stream_error_with_a_numeric_code_is_that_status(
+    upstream: tuple[Upstream, str],
+) -> None:
+    """vLLM's mid-stream error says its HTTP status as a number in `code`."""
+    _, base = upstream
+    provider = OpenAIProvider(Settings(openai_base_url=base, openai_api_key="sk-test"))
+    request = GenerationRequest.model_validate(
+        {"model": "openai/m", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    seen: list[object] = []
+    try:
+        with pytest.raises(ProviderError) as raised:
+            async with aclosing(provider.stream(request)) as chunks:
+                async for chunk in chunks:
+                    seen.append(chunk)
+    finally:
+        await provider.aclose()
+    assert len(seen) == 1
+    assert raised.value.error_type == "invalid_request_error"
+    assert not raised.value.retryable
+    assert "bad" in raised.value.message
