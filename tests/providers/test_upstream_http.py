@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from openai._streaming import SSEDecoder
+from pydantic import SecretStr
 
 from services.config import Settings
 from services.errors import ProviderError
@@ -153,7 +154,7 @@ async def test_a_mid_stream_error_with_a_numeric_code_is_that_status(
 ) -> None:
     """vLLM's mid-stream error says its HTTP status as a number in `code`."""
     _, base = upstream
-    provider = OpenAIProvider(Settings(openai_base_url=base, openai_api_key="sk-test"))
+    provider = OpenAIProvider(Settings(openai_base_url=base, openai_api_key=SecretStr("sk-test")))
     request = GenerationRequest.model_validate(
         {"model": "openai/m", "messages": [{"role": "user", "content": "hi"}]}
     )
