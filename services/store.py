@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -329,6 +330,11 @@ class TakeoverDecision:
     pending_age_ms: int = 0
 
 
+def new_lease_token() -> str:
+    """A worker's token for one attempt's lease: every write of the attempt is fenced by it."""
+    return secrets.token_hex(16)
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptGrant:
     """A worker's right to write one attempt of a generation."""
@@ -493,7 +499,27 @@ class GenerationStore:
     async def begin_attempt(
         self, gen_id: str, token: str, lease_ms: int, reason: str = "worker_restarted"
     ) -> AttemptGrant | Literal["missing", "finished", "busy", "cancelled", "failed"]:
-        """Take the lease on a new attempt and read back the request it runs.
+        """Take the lease on a new attempt and read back the request it runs."""
+        call = self.begin_call(gen_id, token, lease_ms, reason)
+        result = await self._begin(keys=call.keys, args=call.args)
+        return await self.attempt_granted(gen_id, token, result)
+
+    def begin_call(
+        self, gen_id: str, token: str, lease_ms: int, reason: str = "worker_restarted"
+    ) -> ScriptCall:
+        """`begin_attempt` as a script call, for a caller that runs it inside its own
+        script (a worker's claim of the job on one Redis, services/job_wakeups.py); its
+        answer is read by `attempt_granted`."""
+        return ScriptCall(
+            _BEGIN_ATTEMPT,
+            self._keys(gen_id),
+            [gen_id, token, lease_ms, repr(time.time()), self.retention_ms, reason],
+        )
+
+    async def attempt_granted(
+        self, gen_id: str, token: str, result: Sequence[Any]
+    ) -> AttemptGrant | Literal["missing", "finished", "busy", "cancelled", "failed"]:
+        """What a `begin_call` answered (as str, or as bytes from a client that does not decode).
 
         A stored request that does not validate (written by a version with other
         limits) can never run: the generation fails at once with
@@ -501,10 +527,7 @@ class GenerationStore:
         whose log line would quote the request and whose retries would end, much
         later, as `worker_lost`.
         """
-        result = await self._begin(
-            keys=self._keys(gen_id),
-            args=[gen_id, token, lease_ms, repr(time.time()), self.retention_ms, reason],
-        )
+        result = [item.decode() if isinstance(item, bytes) else item for item in result]
         if result[0] != "ok":
             return result[0]  # type: ignore[no-any-return]  # one of the Literal codes above
         try:

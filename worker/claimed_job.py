@@ -33,9 +33,20 @@ log = logging.getLogger("arq.worker")  # its lines read as arq's own, as before
 INDEXED_GENERATION = "indexed_generation"
 """The job context's key for the generation the claim put in the running index."""
 
+BEGUN_ATTEMPT = "begun_attempt"
+"""The job context's key for the lease token and the answer of the `begin_attempt` the
+claim ran (services/job_wakeups.py `claim_job`'s `then`), when it ran one."""
 
-async def run_claimed_job(worker: Worker, job_id: str, claim: ClaimedJob) -> None:
-    """Run `job_id` to its end and write its outcome the way arq's `run_job` would."""
+
+async def run_claimed_job(
+    worker: Worker, job_id: str, claim: ClaimedJob, lease_token: str | None = None
+) -> None:
+    """Run `job_id` to its end and write its outcome the way arq's `run_job` would.
+
+    `lease_token`: the token of the attempt the claim began, if it began one. A job
+    that then does not run (its data unreadable: the claim could not tell) leaves
+    that attempt to the reaper, as a worker that died would.
+    """
     if claim.data is None:
         log.warning("job %s expired", job_id)
         return await _failed(worker, job_id, claim, JobExecutionFailed("job expired"))
@@ -72,6 +83,8 @@ async def run_claimed_job(worker: Worker, job_id: str, claim: ClaimedJob) -> Non
         "score": claim.score,
         INDEXED_GENERATION: claim.indexed_generation,
     }
+    if claim.then is not None and lease_token is not None:
+        ctx[BEGUN_ATTEMPT] = (lease_token, claim.then)
     timeout_s = worker.job_timeout_s if function.timeout_s is None else function.timeout_s
     start_ms = timestamp_ms()
     extra = f" try={job_try}" if job_try > 1 else ""

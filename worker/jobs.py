@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import json
 import logging
-import secrets
 from contextlib import aclosing
 from typing import Any
 
@@ -26,8 +25,8 @@ from services.generation import GenerationRequest
 from services.limits import release_generation
 from services.providers.base import FinishChunk, Provider, TextChunk, ToolCallChunk
 from services.redis_connections import is_passing_outage, is_redis_failure
-from services.store import AttemptGrant
-from worker.claimed_job import INDEXED_GENERATION
+from services.store import AttemptGrant, new_lease_token
+from worker.claimed_job import BEGUN_ATTEMPT, INDEXED_GENERATION
 from worker.publisher import DeltaPublisher, PublishRefused
 from worker.retry import AttemptClock, RetryPolicy, TimeLimits
 from worker.runtime import WorkerRuntime
@@ -43,26 +42,32 @@ async def run_generation(ctx: dict[str, Any], gen_id: str) -> str:
     """arq entry point. Returns a short outcome word for arq's job result."""
     runtime: WorkerRuntime = ctx["runtime"]
     indexed = ctx.get(INDEXED_GENERATION) == gen_id
-    return await GenerationRun(runtime, gen_id).run(indexed=indexed)
+    begun: tuple[str, list[Any]] | None = ctx.get(BEGUN_ATTEMPT)
+    if begun is None:
+        return await GenerationRun(runtime, gen_id).run(indexed=indexed)
+    token, answer = begun
+    return await GenerationRun(runtime, gen_id, token).run(indexed=indexed, begun=answer)
 
 
 class GenerationRun:
-    def __init__(self, runtime: WorkerRuntime, gen_id: str) -> None:
+    def __init__(self, runtime: WorkerRuntime, gen_id: str, token: str | None = None) -> None:
+        """`token`: the lease token of an attempt begun with the job's claim, if one was."""
         self.runtime = runtime
         self.store = runtime.store
         self.gen_id = gen_id
-        self.token = secrets.token_hex(16)
+        self.token = token if token is not None else new_lease_token()
         self.lease_ms = int(runtime.settings.lease_s * 1000)
         self._batch_numbers = itertools.count(1)  # shared by every attempt's publisher
         self._tenant: str | None = None
         self.publisher = self._new_publisher()
 
-    async def run(self, *, indexed: bool = False) -> str:
+    async def run(self, *, indexed: bool = False, begun: list[Any] | None = None) -> str:
         """Run the generation; on losing Redis, stop writing and leave it to a takeover.
 
         The generation is in the running index before its lease is taken, so a
         reaper finds it whenever this worker dies from here on (worker/reaper.py):
-        the job's claim put it there (`indexed`), or it is put there first.
+        the job's claim put it there (`indexed`), or it is put there first. The claim
+        may also have begun the attempt (`begun`: what `begin_attempt` answered).
         A Redis error mid-attempt cannot be retried safely (a write whose reply was
         lost may have been applied), so the attempt is abandoned, its lease handed
         back as soon as Redis answers, and a reaper starts a fresh attempt.
@@ -70,7 +75,7 @@ class GenerationRun:
         if not indexed:
             await self._until_redis_answers()
         try:
-            outcome = await self._run_tracked()
+            outcome = await self._run_tracked(begun)
         except RedisError as exc:
             log.warning("generation %s: Redis failed (%s); abandoning", self.gen_id, exc)
             # An outage or failover is not the generation's doing; any other Redis
@@ -114,9 +119,14 @@ class GenerationRun:
                     raise
                 await asyncio.sleep(0.5)
 
-    async def _run_tracked(self) -> str:
+    async def _run_tracked(self, begun: list[Any] | None) -> str:
+        # An attempt begun with the claim was begun before this watch: a cancel asked
+        # in between is refused at its first write, which reads the same flag.
         with self.runtime.cancels.watching(self.gen_id) as cancel_requested:
-            grant = await self.store.begin_attempt(self.gen_id, self.token, self.lease_ms)
+            if begun is not None:
+                grant = await self.store.attempt_granted(self.gen_id, self.token, begun)
+            else:
+                grant = await self.store.begin_attempt(self.gen_id, self.token, self.lease_ms)
             if not isinstance(grant, AttemptGrant):
                 log.info("generation %s not started: %s", self.gen_id, grant)
                 return grant

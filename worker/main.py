@@ -19,7 +19,7 @@ from services.redis_checks import warn_about_both_roles
 from services.redis_connections import queue_client
 from worker.jobs import run_generation
 from worker.load import LoopLag
-from worker.resilient import ResilientWorker
+from worker.resilient import BEGIN_WITH_CLAIM, ResilientWorker
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ def build_worker(settings: Settings) -> Worker:
         runtime = await WorkerRuntime.start(settings, build_providers(settings))
         runtime.start_reaper(ctx["redis"], keys.GENERATION_JOB)
         ctx["runtime"] = runtime
+        if runtime.store.redis is runtime.redis:  # the queue's Redis holds the generations too
+            ctx[BEGIN_WITH_CLAIM] = runtime.begin_with_claim
         load: LoopLag = ctx["load"]
         runtime.metrics.loop_lag.set_function(lambda: load.lag_s)
         await warn_about_both_roles(runtime.redis, runtime.store.redis, "worker")

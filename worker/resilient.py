@@ -19,19 +19,28 @@ have room instead of piling onto the first one to poll.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from arq.worker import Worker
 
+from services import keys
 from services.background import Backoff, until_redis_answers
 from services.job_wakeups import ClaimedJob, JobWakeups, claim_job
 from services.redis_connections import is_redis_failure
+from services.script_call import ScriptCall
 from worker.claimed_job import run_claimed_job
 from worker.load import LoopLag
 
 log = logging.getLogger(__name__)
+
+BEGIN_WITH_CLAIM = "begin_with_claim"
+"""The job context's key for `(gen_id) -> (lease token, begin_attempt call)`, set at
+start-up when the queue and the generations share one Redis: the claim of a
+generation's job then takes its lease in the same script (worker/main.py)."""
 
 JOBS_PER_POLL = 50
 """Jobs started in one poll: the loop's lag is looked at again before the next ones."""
@@ -125,6 +134,7 @@ class ResilientWorker(Worker):
                 return
             self.job_counter += 1
             claim: ClaimedJob | None = None
+            begin = self._begin_with_claim(job_id)
             try:
                 claim = await claim_job(
                     self.pool,
@@ -132,6 +142,8 @@ class ResilientWorker(Worker):
                     queue_name=self.queue_name,
                     in_progress_ms=int(self.in_progress_timeout_s * 1000),
                     check_in_ms=self._check_in_ms,
+                    then=begin[1] if begin is not None else None,
+                    max_tries=self._generation_max_tries,
                 )
             finally:  # not claimed, or Redis failed: the slot must not leak
                 if claim is None:
@@ -139,10 +151,24 @@ class ResilientWorker(Worker):
                     self.sem.release()
             if claim is None:  # running elsewhere, finished, or deferred
                 continue
-            task = self.loop.create_task(run_claimed_job(self, job_id, claim))
+            token = begin[0] if begin is not None else None
+            task = self.loop.create_task(run_claimed_job(self, job_id, claim, token))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             task.add_done_callback(self._slot_freed)  # runs after it, so the slot is free
             self.tasks[job_id] = task
+
+    def _begin_with_claim(self, job_id: str) -> tuple[str, ScriptCall] | None:
+        """A generation job's `begin_attempt`, to run inside its claim, where one Redis allows."""
+        begins: Callable[[str], tuple[str, ScriptCall]] | None = self.ctx.get(BEGIN_WITH_CLAIM)
+        gen_id = keys.generation_of_job(job_id)
+        return begins(gen_id) if begins is not None and gen_id is not None else None
+
+    @functools.cached_property
+    def _generation_max_tries(self) -> int:
+        """arq's limit for a generation job: past it, the job fails without running."""
+        function = self.functions.get(keys.GENERATION_JOB)
+        limit = function.max_tries if function is not None else None
+        return limit if limit is not None else self.max_tries
 
     async def _until_redis_answers(self) -> None:
         await until_redis_answers(self.pool.ping, what="worker start-up", log=log)

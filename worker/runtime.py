@@ -14,7 +14,8 @@ from services.config import Settings
 from services.providers import close_providers
 from services.providers.base import Provider
 from services.redis_connections import StreamsClient, command_client, streams_client
-from services.store import GenerationStore
+from services.script_call import ScriptCall
+from services.store import GenerationStore, new_lease_token
 from worker.cancel import CancelListener
 from worker.flush_clock import FlushClock
 from worker.group_commit import GroupCommit
@@ -61,6 +62,13 @@ class WorkerRuntime:
         if settings.worker_metrics_port:
             runtime.metrics.serve(settings.worker_metrics_port)
         return runtime
+
+    def begin_with_claim(self, gen_id: str) -> tuple[str, ScriptCall]:
+        """A new lease token and the `begin_attempt` that takes it, for a job's claim to
+        run (worker/resilient.py; only where the queue and the generations share a Redis)."""
+        token = new_lease_token()
+        lease_ms = int(self.settings.lease_s * 1000)
+        return token, self.store.begin_call(gen_id, token, lease_ms)
 
     def start_reaper(self, queue: ArqRedis, job_name: str) -> None:
         """Take over generations of dead workers from this worker too (worker/reaper.py)."""

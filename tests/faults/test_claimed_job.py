@@ -11,18 +11,23 @@ its try counted, to run again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from functools import partial
+from typing import Any, cast
 
 import pytest
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 from arq.worker import func
+from redis.asyncio import Redis
 
 from services import keys
+from services.generation import GenerationRequest
 from services.job_wakeups import claim_job, queue_job
-from tests.faults.support import running_worker
+from services.store import _BEGIN_ATTEMPT, AttemptGrant, GenerationStore
+from tests.faults.support import Processes, RedisServer, create, running_worker, status
 from tests.support.polling import wait_for
 from worker.resilient import ResilientWorker
 
@@ -147,3 +152,109 @@ async def wait_for_status(job: Job, status: JobStatus, timeout_s: float = 10) ->
     while await job.status() != status:
         assert time.monotonic() < deadline, f"job {job.job_id} never reached {status}"
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture()
+async def store(own_redis: RedisServer) -> AsyncIterator[GenerationStore]:
+    """The generations' store on the queue's Redis (one Redis for both roles)."""
+    redis = Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        yield GenerationStore(redis, retention_s=60, max_stream_events=100)
+    finally:
+        await redis.aclose()
+
+
+async def _queued_generation(queue: ArqRedis, store: GenerationStore) -> str:
+    gen_id = keys.new_generation_id()
+    request = GenerationRequest.model_validate(
+        {"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    await store.create(gen_id, request, time.time(), tenant="acme")
+    assert await queue_job(queue, keys.GENERATION_JOB, gen_id, job_id=gen_id, queue_name="q")
+    return gen_id
+
+
+async def _status(store: GenerationStore, gen_id: str) -> str | None:
+    return await cast(Awaitable[str | None], store.redis.hget(keys.meta(gen_id), "status"))
+
+
+async def test_a_claim_on_one_redis_takes_the_generations_lease_in_the_same_script(
+    queue: ArqRedis, store: GenerationStore
+) -> None:
+    gen_id = await _queued_generation(queue, store)
+    begin = store.begin_call(gen_id, "token-1", 30_000)
+
+    claim = await claim_job(
+        queue, gen_id, queue_name="q", in_progress_ms=60_000, then=begin, max_tries=3
+    )
+
+    assert claim is not None and claim.then is not None and claim.indexed_generation == gen_id
+    grant = await store.attempt_granted(gen_id, "token-1", claim.then)
+    assert isinstance(grant, AttemptGrant)
+    assert (grant.attempt, grant.tenant) == (1, "acme")
+    assert grant.request.messages[0].content == "hi"
+    assert await queue.get(keys.lease(gen_id)) == b"token-1"
+    kinds = [fields[b"type"] for _, fields in await queue.xrange(keys.events(gen_id))]
+    assert kinds == [b"start"]
+    assert await _status(store, gen_id) == "running"
+
+
+async def test_a_claim_takes_no_lease_for_a_job_that_will_not_run(
+    queue: ArqRedis, store: GenerationStore
+) -> None:
+    # Out of tries: arq fails the job without running it.
+    tired = await _queued_generation(queue, store)
+    await queue.set(f"arq:retry:{tired}", 3)
+    begin = store.begin_call(tired, "token-2", 30_000)
+    claim = await claim_job(
+        queue, tired, queue_name="q", in_progress_ms=60_000, then=begin, max_tries=3
+    )
+    assert claim is not None and claim.job_try == 4 and claim.then is None
+
+    # Expired while queued: nothing to run.
+    expired = await _queued_generation(queue, store)
+    await queue.delete(f"arq:job:{expired}")
+    begin = store.begin_call(expired, "token-3", 30_000)
+    claim = await claim_job(
+        queue, expired, queue_name="q", in_progress_ms=60_000, then=begin, max_tries=3
+    )
+    assert claim is not None and claim.data is None and claim.then is None
+
+    # Already claimed elsewhere: not this worker's, and nothing of it is touched.
+    taken = await _queued_generation(queue, store)
+    await queue.set(f"arq:in-progress:{taken}", b"1")
+    begin = store.begin_call(taken, "token-4", 30_000)
+    assert (
+        await claim_job(
+            queue, taken, queue_name="q", in_progress_ms=60_000, then=begin, max_tries=3
+        )
+        is None
+    )
+
+    for gen_id in (tired, expired, taken):
+        assert await queue.exists(keys.lease(gen_id)) == 0
+        assert await queue.xlen(keys.events(gen_id)) == 0
+        assert await _status(store, gen_id) == "queued"
+
+
+async def test_a_worker_on_one_redis_begins_every_attempt_in_its_claim(
+    own_redis: RedisServer, procs: Processes
+) -> None:
+    """End to end: the separate `begin_attempt` script never runs on that Redis."""
+    _, api = procs.ready(workers=1)
+    gen_ids = [await create(api.base_url, model="demo/echo") for _ in range(3)]
+    redis = Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        for gen_id in gen_ids:
+            await wait_for(
+                partial(_finished, api.base_url, gen_id), timeout_s=20, what="the generation"
+            )
+            assert (await status(api.base_url, gen_id))["attempt"] == 1
+        begin_sha = hashlib.sha1(_BEGIN_ATTEMPT.encode()).hexdigest()
+        assert await redis.script_exists(begin_sha) == [False]
+    finally:
+        await redis.aclose()
+
+
+async def _finished(base_url: str, gen_id: str) -> bool:
+    return bool((await status(base_url, gen_id))["status"] == "completed")
