@@ -8,8 +8,9 @@ Each sample is the time from the call to the first content delta; the relay's
 added cost is the difference of the medians. Everything runs on this machine, the
 client on the same cores as the servers, as the issue's setting asks.
 
-    python -m bench.ttft_vs_direct            # 60 pairs
-    python -m bench.ttft_vs_direct --quick    # 15 pairs
+    python -m bench.ttft_vs_direct               # 60 pairs
+    python -m bench.ttft_vs_direct --pairs 200   # a steadier median, for a before/after
+    python -m bench.ttft_vs_direct --quick       # 15 pairs
 """
 
 from __future__ import annotations
@@ -53,8 +54,7 @@ def row(name: str, values: list[float]) -> str:
     return f"| {name} | {statistics.median(ordered) * 1000:.1f} | {p90 * 1000:.1f} |"
 
 
-async def main(quick: bool) -> None:
-    pairs = 15 if quick else 60
+async def main(pairs: int) -> None:
     upstream = fake_openai().start()
     with tempfile.TemporaryDirectory() as workdir:
         redis = RedisServer(Path(workdir), appendonly=False)
@@ -96,4 +96,6 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="15 pairs")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--pairs", type=int, default=60, help="pairs of requests (default 60)")
+    args = parser.parse_args()
+    asyncio.run(main(15 if args.quick else args.pairs))
