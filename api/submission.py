@@ -117,50 +117,79 @@ async def submit_generation(
     await admit(state, principal, gen_id)
     created_at = time.time()
     # One Redis for generations and the queue (no separate streams Redis): the status
-    # record and the queued job are one script, one round trip on the path to the
-    # first token. Otherwise the record first, then the job, as two steps.
-    together = state.store.redis is state.redis
-    if not together:
-        try:
-            await state.store.record(gen_id, request, created_at, principal.tenant)
-        except BaseException:
-            await state.limits.release_running(principal.tenant, [gen_id])
-            raise
+    # record, its listing and the queued job are one script, one round trip on the
+    # path to the first token. Otherwise the record first, then the job (and the
+    # listing while the job is queued), as two steps.
+    if state.store.redis is state.redis:
+        queued = await _record_and_queue_together(state, request, principal, gen_id, created_at)
+    else:
+        queued = await _record_then_queue(state, request, principal, gen_id, created_at)
+    if not queued:  # arq already knows this id: impossible for a fresh random id
+        log.error("generation %s was already queued", gen_id)
+    state.metrics.tenants.created(principal.tenant)
+    return gen_id, created_at
+
+
+async def _record_and_queue_together(
+    state: AppState,
+    request: GenerationRequest,
+    principal: Principal,
+    gen_id: str,
+    created_at: float,
+) -> bool:
+    record = state.store.record_call(gen_id, request, created_at, principal.tenant, indexed=True)
+    try:
+        return await write_then_queue_job(
+            state.redis,
+            record,
+            state.queue,
+            keys.GENERATION_JOB,
+            gen_id,
+            job_id=gen_id,
+            queue_name=state.settings.queue_name,
+        )
+    except Exception:
+        await _queueing_failed(state, principal, gen_id)
+        raise
+
+
+async def _record_then_queue(
+    state: AppState,
+    request: GenerationRequest,
+    principal: Principal,
+    gen_id: str,
+    created_at: float,
+) -> bool:
+    try:
+        await state.store.record(gen_id, request, created_at, principal.tenant)
+    except BaseException:
+        await state.limits.release_running(principal.tenant, [gen_id])
+        raise
     # The listing index is written while the job is queued, not before: it is off
     # the path to the first token, and a generation missing from a listing (the
     # index write failed, or its record did) still runs and is still found by its id.
     indexing = asyncio.ensure_future(state.store.index(gen_id, created_at, principal.tenant))
     indexing.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen
     try:
-        if together:
-            queued = await write_then_queue_job(
-                state.redis,
-                state.store.record_call(gen_id, request, created_at, principal.tenant),
-                state.queue,
-                keys.GENERATION_JOB,
-                gen_id,
-                job_id=gen_id,
-                queue_name=state.settings.queue_name,
-            )
-        else:
-            queued = await queue_job(
-                state.queue,
-                keys.GENERATION_JOB,
-                gen_id,
-                job_id=gen_id,
-                queue_name=state.settings.queue_name,
-            )
+        queued = await queue_job(
+            state.queue,
+            keys.GENERATION_JOB,
+            gen_id,
+            job_id=gen_id,
+            queue_name=state.settings.queue_name,
+        )
     except Exception:
         await _settle_index(indexing, gen_id)
-        log.exception("could not enqueue generation %s", gen_id)
-        # A record without its job would stay queued for good: it fails instead
-        # (nothing to do when the record was never written).
-        await state.store.fail_queued(gen_id, "unavailable", "the job queue is unavailable")
-        with contextlib.suppress(RedisError, OSError):  # else repaired at the next refusal
-            await state.limits.release_running(principal.tenant, [gen_id])
+        await _queueing_failed(state, principal, gen_id)
         raise
     await _settle_index(indexing, gen_id)
-    if not queued:  # arq already knows this id: impossible for a fresh random id
-        log.error("generation %s was already queued", gen_id)
-    state.metrics.tenants.created(principal.tenant)
-    return gen_id, created_at
+    return queued
+
+
+async def _queueing_failed(state: AppState, principal: Principal, gen_id: str) -> None:
+    log.exception("could not enqueue generation %s", gen_id)
+    # A record without its job would stay queued for good: it fails instead
+    # (nothing to do when the record was never written).
+    await state.store.fail_queued(gen_id, "unavailable", "the job queue is unavailable")
+    with contextlib.suppress(RedisError, OSError):  # else repaired at the next refusal
+        await state.limits.release_running(principal.tenant, [gen_id])

@@ -109,6 +109,22 @@ if ARGV[2] ~= '0' then redis.call('SET', tombstone, ARGV[3], 'PX', ARGV[2]) end
 return 1
 """
 
+# `_CREATE`, then the generation listed as `index` lists it, in one script, for one
+# Redis that holds both a generation's keys and the indexes (never a cluster).
+# KEYS: meta, tombstone, the global index, the tenant's. ARGV: gen_id, created_at,
+# the oldest score kept, then `_CREATE`'s.
+_CREATE_AND_INDEX = f"""
+local function create(KEYS, ARGV)
+{_CREATE}
+end
+local created = create({{KEYS[1], KEYS[2]}}, {{unpack(ARGV, 4)}})
+for i = 3, 4 do
+  redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[3])
+end
+return created
+"""
+
 # Consistent reads of one generation in one step (a Cluster client runs no MULTI).
 _READ_STATUS = """
 return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or ''}
@@ -464,10 +480,21 @@ class GenerationStore:
         await self._create(keys=call.keys, args=call.args)
 
     def record_call(
-        self, gen_id: str, request: GenerationRequest, created_at: float, tenant: str
+        self,
+        gen_id: str,
+        request: GenerationRequest,
+        created_at: float,
+        tenant: str,
+        *,
+        indexed: bool = False,
     ) -> ScriptCall:
         """`record` as a script call, for a caller that runs it together with its own
-        script (the API's record-then-queue on one Redis, services/job_wakeups.py)."""
+        script (the API's record-then-queue on one Redis, services/job_wakeups.py).
+
+        `indexed`: the call also lists the generation (what `index` writes), for a
+        store whose generations and indexes live on one Redis: one round trip and
+        one command of the API's instead of two per create.
+        """
         fields = {
             "id": gen_id,
             "model": request.model,
@@ -485,7 +512,15 @@ class GenerationStore:
         args: list[Any] = [self.retention_ms, tombstone_px, tenant]
         for name, value in fields.items():
             args.extend((name, value))
-        return ScriptCall(_CREATE, [keys.meta(gen_id), keys.tombstone(gen_id)], args)
+        own_keys = [keys.meta(gen_id), keys.tombstone(gen_id)]
+        if not indexed:
+            return ScriptCall(_CREATE, own_keys, args)
+        oldest = created_at - self.retention_ms / 1000
+        return ScriptCall(
+            _CREATE_AND_INDEX,
+            [*own_keys, keys.RECENT, keys.tenant_recent(tenant)],
+            [gen_id, repr(created_at), repr(oldest), *args],
+        )
 
     async def index(self, gen_id: str, created_at: float, tenant: str = "default") -> None:
         """List a recorded generation (globally and per tenant), dropping expired entries."""

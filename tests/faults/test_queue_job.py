@@ -135,3 +135,48 @@ async def test_record_then_queue_in_one_script_writes_what_the_two_steps_write(
         await listener.aclose()
         await queue.aclose()
         await control.aclose()
+
+
+async def test_a_record_that_lists_writes_what_record_then_index_write(
+    own_redis: RedisServer,
+) -> None:
+    """On one Redis the create's script also lists the generation (`record_call(indexed=True)`):
+    the same index entries and the same pruning of expired ones as `index`."""
+    queue = ArqRedis.from_url(own_redis.url)
+    control = Redis.from_url(own_redis.url, decode_responses=True)
+    store = GenerationStore(control, retention_s=3600, max_stream_events=1000)
+    request = GenerationRequest(model="demo/echo", messages=[Message(role="user", content="hi")])
+    created_at = 1700000000.25
+    try:
+        for index in (keys.RECENT, keys.tenant_recent("acme")):
+            await control.zadd(index, {"gen_expired": created_at - 3601, "gen_kept": created_at})
+        await store.record("gen_a", request, created_at, "acme")
+        await store.index("gen_a", created_at, "acme")
+        listed_apart = {
+            index: await control.zrange(index, 0, -1, withscores=True)
+            for index in (keys.RECENT, keys.tenant_recent("acme"))
+        }
+        await control.zrem(keys.RECENT, "gen_a")
+        await control.zrem(keys.tenant_recent("acme"), "gen_a")
+
+        call = store.record_call("gen_a", request, created_at, "acme", indexed=True)
+        assert await write_then_queue_job(
+            control, call, queue, "run_generation", "gen_a", job_id="gen_a", queue_name="q"
+        )
+        for index, entries in listed_apart.items():
+            assert await control.zrange(index, 0, -1, withscores=True) == entries
+            assert [gen_id for gen_id, _ in entries] == ["gen_a", "gen_kept"]
+        assert await control.hget(keys.meta("gen_a"), "tenant") == "acme"
+
+        # A record that cannot be written: neither listed nor queued.
+        await control.set(keys.meta("gen_c"), "not a hash")
+        call = store.record_call("gen_c", request, created_at, "acme", indexed=True)
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await write_then_queue_job(
+                control, call, queue, "run_generation", "gen_c", job_id="gen_c", queue_name="q"
+            )
+        assert await control.zscore(keys.RECENT, "gen_c") is None
+        assert await queue.exists(b"arq:job:gen_c") == 0
+    finally:
+        await queue.aclose()
+        await control.aclose()
