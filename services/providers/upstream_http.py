@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Protocol
 
@@ -79,6 +81,7 @@ class UpstreamHttp:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=None
         )
+        self._proxy = proxy_for(base_url)
         self._session: aiohttp.ClientSession | None = None
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -91,7 +94,10 @@ class UpstreamHttp:
                     limit=0, ssl=ssl.create_default_context(cafile=certifi.where())
                 ),
                 timeout=self._timeout,
-                trust_env=True,  # HTTPS_PROXY, NO_PROXY, as with the SDKs' httpx
+                # Not aiohttp's trust_env: it reads the proxy variables and ~/.netrc
+                # again for every request, in a thread, on the path to the first
+                # token. The proxy is read once instead (`proxy_for`).
+                trust_env=False,
             )
         return self._session
 
@@ -114,6 +120,7 @@ class UpstreamHttp:
                 data=json.dumps(body).encode(),
                 headers=self._headers,
                 allow_redirects=False,
+                proxy=self._proxy,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _failed(exc) from None
@@ -129,6 +136,16 @@ class UpstreamHttp:
                 response.release()
             else:
                 response.close()
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url`, as the SDKs' httpx reads it: HTTPS_PROXY
+    or HTTP_PROXY by the URL's scheme, else ALL_PROXY, and none for a host NO_PROXY lists."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 def _failed(exc: BaseException) -> ProviderError:

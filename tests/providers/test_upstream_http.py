@@ -9,6 +9,7 @@ headers are read case-insensitively and its body is capped.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -28,10 +29,10 @@ EVENTS = b'data: {"n": 1}\n\ndata: {"n": 2}\n\ndata: [DONE]\n\n'
 
 
 class Upstream:
-    """Records the client port of every request: one port, one connection."""
+    """Records the connection of every request (its transport, held, so never reused)."""
 
     def __init__(self) -> None:
-        self.peers: list[int] = []
+        self.peers: list[object] = []
         self.error_answer: web.Response | None = None
         self.app = web.Application()
         self.app.router.add_post("/v1/stream", self.stream)
@@ -39,8 +40,10 @@ class Upstream:
         self.app.router.add_post("/v1/chat/completions", self.chat)
 
     def _note(self, request: web.Request) -> None:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.peers.append(peer[1] if peer else -1)
+        self.peers.append(request.transport)
+
+    def connections(self) -> int:
+        return len({id(peer) for peer in self.peers})
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         self._note(request)
@@ -55,12 +58,12 @@ class Upstream:
         return answer
 
     async def long(self, request: web.Request) -> web.StreamResponse:
+        """One event, then nothing until the client goes away (a model still generating)."""
         self._note(request)
         answer = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await answer.prepare(request)
-        for n in range(1000):
-            await answer.write(b'data: {"n": %d}\n\n' % n)
-        await answer.write_eof()
+        await answer.write(b'data: {"n": 0}\n\n')
+        await asyncio.sleep(30)
         return answer
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -100,7 +103,7 @@ async def test_streams_read_to_the_end_share_one_connection(
     finally:
         await http.aclose()
     assert len(fake.peers) == 3
-    assert len(set(fake.peers)) == 1, "each stream opened a connection of its own"
+    assert fake.connections() == 1, "each stream opened a connection of its own"
 
 
 async def test_a_stream_closed_early_closes_its_connection(
@@ -116,7 +119,7 @@ async def test_a_stream_closed_early_closes_its_connection(
         assert await _read(http, "/stream") == ['{"n": 1}', '{"n": 2}', "[DONE]"]
     finally:
         await http.aclose()
-    assert len(set(fake.peers)) == 2, "a half-read answer's connection was used again"
+    assert fake.connections() == 2, "a half-read answer's connection was used again"
 
 
 async def test_an_error_answer_is_its_status_json_and_case_insensitive_headers(
@@ -170,3 +173,28 @@ async def test_a_mid_stream_error_with_a_numeric_code_is_that_status(
     assert raised.value.error_type == "invalid_request_error"
     assert not raised.value.retryable
     assert "bad" in raised.value.message
+
+
+async def test_the_proxy_the_environment_names_carries_the_requests(
+    upstream: tuple[Upstream, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY (read once, at start-up) carries requests; NO_PROXY exempts hosts."""
+    fake, base = upstream
+    proxy = base.removesuffix("/v1")
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    through_proxy = UpstreamHttp(
+        base_url="http://upstream.invalid/v1", headers={}, connect_timeout_s=5
+    )
+    monkeypatch.setenv("NO_PROXY", "upstream.invalid")
+    exempt = UpstreamHttp(base_url="http://upstream.invalid/v1", headers={}, connect_timeout_s=5)
+    try:
+        assert await _read(through_proxy, "/stream") == ['{"n": 1}', '{"n": 2}', "[DONE]"]
+        with pytest.raises(ProviderError) as raised:
+            await _read(exempt, "/stream")  # straight to a host that does not exist
+        assert raised.value.error_type == "connection_error"
+    finally:
+        await through_proxy.aclose()
+        await exempt.aclose()
+    assert len(fake.peers) == 1
