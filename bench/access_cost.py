@@ -43,7 +43,16 @@ def managed_key(env: dict[str, str]) -> str:
     return made.stdout.strip()
 
 
-async def measure(base: str, key: str | None, creates: int, reads: int) -> dict[str, float]:
+def cpu_s(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    base: str, key: str | None, creates: int, reads: int, api_pid: int
+) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     limits = httpx.Limits(max_connections=32)
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as http:
@@ -69,14 +78,15 @@ async def measure(base: str, key: str | None, creates: int, reads: int) -> dict[
                     answer = await http.post("/v1/generations", json=BODY)
                 assert answer.status_code == 202
 
-        started = time.perf_counter()
+        started, api_cpu = time.perf_counter(), cpu_s(api_pid)
         await asyncio.gather(*(creator() for _ in range(32)))
-        elapsed = time.perf_counter() - started
+        elapsed, api_cpu = time.perf_counter() - started, cpu_s(api_pid) - api_cpu
     latencies.sort()
     return {
         "read_p50_ms": statistics.median(latencies) * 1000,
         "read_p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
         "creates_per_s": creates / elapsed,
+        "api_cpu_us_per_create": api_cpu / creates * 1e6,
     }
 
 
@@ -87,7 +97,10 @@ def main() -> None:
     creates, reads = (1000, 1000) if args.quick else (3000, 2000)
     binary = find_redis_server()
     assert binary is not None, "needs redis-server"
-    print(f"{'configuration':<14} {'read p50 ms':>12} {'read p99 ms':>12} {'creates/s':>10}")
+    print(
+        f"{'configuration':<14} {'read p50 ms':>12} {'read p99 ms':>12} {'creates/s':>10}"
+        f" {'API CPU µs/create':>18}"
+    )
     for name in ("off", "auth", "auth+limits"):
         with private_redis(binary) as url:
             env = stack_env(url)
@@ -102,12 +115,12 @@ def main() -> None:
             api = ApiProcess(env)
             try:
                 api.wait_ready(60)
-                figures = asyncio.run(measure(api.base_url, key, creates, reads))
+                figures = asyncio.run(measure(api.base_url, key, creates, reads, api.pid))
             finally:
                 api.stop()
         print(
             f"{name:<14} {figures['read_p50_ms']:>12.2f} {figures['read_p99_ms']:>12.2f} "
-            f"{figures['creates_per_s']:>10.0f}"
+            f"{figures['creates_per_s']:>10.0f} {figures['api_cpu_us_per_create']:>18.0f}"
         )
 
 

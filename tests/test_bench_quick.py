@@ -41,6 +41,7 @@ def test_quick_benchmark_runs_and_reports_both_systems(tmp_path: Path) -> None:
         ("bench.delivery", "| 100 | 10 |"),  # 100 viewers at 10 events/s, reported
         ("bench.idle_memory", "| 300 (errors 0) |"),
         ("bench.ttft_vs_direct", "added by the relay at p50:"),
+        ("bench.provider_request", "| the providers' transport (`UpstreamHttp`) |"),
     ],
 )
 def test_quick_hub_and_worker_benches_run_and_report(module: str, row: str) -> None:
