@@ -21,6 +21,7 @@ attempt instead of one per read).
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import urllib.parse
 import urllib.request
@@ -81,7 +82,9 @@ class UpstreamHttp:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=None
         )
+        # The environment is read once, at start-up: the proxy and whom to trust.
         self._proxy = proxy_for(base_url)
+        self._tls = tls_context()
         self._session: aiohttp.ClientSession | None = None
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -90,9 +93,7 @@ class UpstreamHttp:
             self._session = aiohttp.ClientSession(
                 # No cap of the connector's: a worker runs up to `worker_max_jobs`
                 # streams at once, and a waiting stream would look like a slow provider.
-                connector=aiohttp.TCPConnector(
-                    limit=0, ssl=ssl.create_default_context(cafile=certifi.where())
-                ),
+                connector=aiohttp.TCPConnector(limit=0, ssl=self._tls),
                 timeout=self._timeout,
                 # Not aiohttp's trust_env: it reads the proxy variables and ~/.netrc
                 # again for every request, in a thread, on the path to the first
@@ -136,6 +137,20 @@ class UpstreamHttp:
                 response.release()
             else:
                 response.close()
+
+
+def tls_context() -> ssl.SSLContext:
+    """Whom to trust, as the SDKs' httpx decides: SSL_CERT_FILE or SSL_CERT_DIR when set
+    (a company's own CA, a TLS-inspecting proxy), else the system's store, else the
+    `certifi` bundle (an image without a system store)."""
+    if cafile := os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=cafile)
+    if capath := os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=capath)
+    system = ssl.get_default_verify_paths()
+    if os.path.isfile(system.openssl_cafile) or os.path.isdir(system.openssl_capath):
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def proxy_for(url: str) -> str | None:

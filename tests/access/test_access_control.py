@@ -161,7 +161,7 @@ def forged(deployment: Deployment, gen_id: str, **changes: object) -> str:
     }
     algorithm = str(changes.pop("algorithm", ALGORITHM))
     claims.update(changes)
-    key: bytes | None = deployment.signing_key() if algorithm != "none" else None
+    key: bytes | str = deployment.signing_key() if algorithm != "none" else ""  # "none": no key
     token = jwt.encode(claims, key, algorithm=algorithm)
     deployment.secrets_used.append(token)
     return token

@@ -10,10 +10,13 @@ headers are read case-insensitively and its body is capped.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from openai._streaming import SSEDecoder
@@ -197,4 +200,46 @@ async def test_the_proxy_the_environment_names_carries_the_requests(
     finally:
         await through_proxy.aclose()
         await exempt.aclose()
+    assert len(fake.peers) == 1
+
+
+@pytest.fixture
+async def tls_upstream() -> AsyncIterator[tuple[Upstream, str, trustme.CA]]:
+    """The upstream behind TLS, its certificate signed by a CA of the test's own."""
+    ca = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(served)
+    fake = Upstream()
+    server = TestServer(fake.app, host="127.0.0.1", scheme="https")
+    await server.start_server(ssl=served)
+    try:
+        yield fake, str(server.make_url("/v1")), ca
+    finally:
+        await server.close()
+
+
+async def test_tls_trusts_the_ca_named_by_ssl_cert_file_and_refuses_others(
+    tls_upstream: tuple[Upstream, str, trustme.CA],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A company's own CA (SSL_CERT_FILE, as the SDKs' httpx honours it) is trusted;
+    without it the same server's certificate is refused: a connection error, not a stream."""
+    fake, base, ca = tls_upstream
+    assert base.startswith("https://")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    unknown = UpstreamHttp(base_url=base, headers={}, connect_timeout_s=5)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    trusted = UpstreamHttp(base_url=base, headers={}, connect_timeout_s=5)
+    try:
+        with pytest.raises(ProviderError) as raised:
+            await _read(unknown, "/stream")
+        assert raised.value.error_type == "connection_error"
+        assert await _read(trusted, "/stream") == ['{"n": 1}', '{"n": 2}', "[DONE]"]
+    finally:
+        await unknown.aclose()
+        await trusted.aclose()
     assert len(fake.peers) == 1
