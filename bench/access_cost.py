@@ -25,6 +25,7 @@ import time
 
 import httpx
 
+from bench.servers import cpu_seconds
 from cli.redis_server import find_redis_server, private_redis
 from tests.support.processes import ROOT, ApiProcess, stack_env
 
@@ -41,13 +42,6 @@ def managed_key(env: dict[str, str]) -> str:
         check=True,
     )
     return made.stdout.strip()
-
-
-def cpu_s(pid: int) -> float:
-    """User plus system CPU time of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(
@@ -78,9 +72,9 @@ async def measure(
                     answer = await http.post("/v1/generations", json=BODY)
                 assert answer.status_code == 202
 
-        started, api_cpu = time.perf_counter(), cpu_s(api_pid)
+        started, api_cpu = time.perf_counter(), cpu_seconds(api_pid)
         await asyncio.gather(*(creator() for _ in range(32)))
-        elapsed, api_cpu = time.perf_counter() - started, cpu_s(api_pid) - api_cpu
+        elapsed, api_cpu = time.perf_counter() - started, cpu_seconds(api_pid) - api_cpu
     latencies.sort()
     return {
         "read_p50_ms": statistics.median(latencies) * 1000,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import openai
 from aiohttp import web
 from openai._streaming import SSEDecoder
 
+from bench.servers import wait_for_listener
 from cli.redis_server import free_port
 from services.providers.upstream_http import UpstreamHttp
 
@@ -133,15 +133,7 @@ def main() -> None:
         [sys.executable, "-m", "bench.provider_request", "--serve", str(port)]
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_for_listener(port)
         asyncio.run(measure(f"http://127.0.0.1:{port}/v1", 100 if args.quick else 500))
     finally:
         server.terminate()

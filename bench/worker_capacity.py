@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from bench.servers import wait_for_listener
 from cli.redis_server import free_port
 from tests.faults.support import RedisServer
 from tests.support.fake_upstream import script_prompt
@@ -89,15 +89,7 @@ def _fake_upstream(provider: str) -> Iterator[dict[str, str]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_for_listener(port)
         base_url = f"http://127.0.0.1:{port}" + ("/v1" if provider == "openai" else "")
         name = provider.upper()
         yield {f"{name}_BASE_URL": base_url, f"{name}_API_KEY": "sk-bench"}
