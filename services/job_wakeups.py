@@ -14,8 +14,8 @@ worker was reconnecting: a missed message delays a job, it never loses one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +29,11 @@ from arq.constants import (
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from services import keys
 from services.background import BackgroundLoop, Backoff
 from services.redis_connections import is_redis_failure, live_messages
-from services.script_call import ScriptCall
+from services.script_call import ScriptCall, chained
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,6 @@ return 1
 
 MAX_ANNOUNCED = 1000
 """Job ids kept between two polls; a worker busy enough to hear more lists the queue anyway."""
-
-_scripts: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
 
 
 def _queue_call(
@@ -75,31 +72,8 @@ async def queue_job(
     """Queue an arq job exactly as `ArqRedis.enqueue_job` would, and wake idle workers,
     in one atomic script. False when arq already knows `job_id` (queued, running, or
     its result kept), as enqueue_job's None."""
-    script = _scripts.get(queue)
-    if script is None:
-        script = _scripts[queue] = queue.register_script(_QUEUE_JOB)
     call = _queue_call(queue, function, gen_id, job_id, queue_name)
-    return bool(await script(keys=call.keys, args=call.args))
-
-
-# `first`, then the queueing above, in one script: KEYS and ARGV are each script's,
-# one after the other; ARGV starts with the count of `first`'s keys and of its
-# arguments. Each body runs as a function whose KEYS and ARGV are its own.
-_THEN_QUEUE = """
-local function first(KEYS, ARGV)
-{first}
-end
-local function queue(KEYS, ARGV)
-{queue}
-end
-local key_count, arg_count = tonumber(ARGV[1]), tonumber(ARGV[2])
-first({{unpack(KEYS, 1, key_count)}}, {{unpack(ARGV, 3, 2 + arg_count)}})
-return queue({{unpack(KEYS, key_count + 1)}}, {{unpack(ARGV, 3 + arg_count)}})
-"""
-
-_then_queue_scripts: weakref.WeakKeyDictionary[Redis, dict[str, AsyncScript]] = (
-    weakref.WeakKeyDictionary()
-)
+    return bool(await call.run(queue))
 
 
 async def write_then_queue_job(
@@ -121,17 +95,8 @@ async def write_then_queue_job(
     cores). Atomic, so a job is never queued without what `first` writes: a `first`
     that fails (an error reply) stops the script before the job is queued.
     """
-    scripts = _then_queue_scripts.setdefault(client, {})
-    script = scripts.get(first.source)
-    if script is None:
-        source = _THEN_QUEUE.format(first=first.source, queue=_QUEUE_JOB)
-        script = scripts[first.source] = client.register_script(source)
     queued = _queue_call(queue, function, gen_id, job_id, queue_name)
-    created = await script(
-        keys=[*first.keys, *queued.keys],
-        args=[len(first.keys), len(first.args), *first.args, *queued.args],
-    )
-    return bool(created)
+    return bool(await chained(first, queued).run(client))
 
 
 # What arq's `start_jobs` and then `run_job` do to claim a queued job and read it,
@@ -160,9 +125,6 @@ return {score, job, try}
 RETRY_KEY_TTL_S = 88_400
 """How long arq keeps a job's try count (its `run_job` sets the same)."""
 
-_claims: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
-
-
 # The claim above, then, for a job it claimed that will run (its data is there and
 # its try within `max_tries`), a write of the caller's (`then`: a generation's
 # `begin_attempt`) in the same script. KEYS and ARGV are each script's, one after
@@ -184,9 +146,10 @@ end
 return claimed
 """
 
-_claims_then: weakref.WeakKeyDictionary[ArqRedis, dict[str, AsyncScript]] = (
-    weakref.WeakKeyDictionary()
-)
+
+@functools.lru_cache(maxsize=8)
+def _claim_then_source(then: str) -> str:
+    return _CLAIM_THEN.format(claim=_CLAIM_JOB, then=then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,20 +206,14 @@ async def claim_job(
         check_in_ms,
     ]
     if then is None:
-        script = _claims.get(queue)
-        if script is None:
-            script = _claims[queue] = queue.register_script(_CLAIM_JOB)
-        claimed = await script(keys=claim_keys, args=claim_args)
+        claimed = await ScriptCall(_CLAIM_JOB, claim_keys, claim_args).run(queue)
     else:
-        scripts = _claims_then.setdefault(queue, {})
-        script = scripts.get(then.source)
-        if script is None:
-            source = _CLAIM_THEN.format(claim=_CLAIM_JOB, then=then.source)
-            script = scripts[then.source] = queue.register_script(source)
-        claimed = await script(
-            keys=[*claim_keys, *then.keys],
-            args=[len(claim_keys), len(claim_args), max_tries, *claim_args, *then.args],
+        call = ScriptCall(
+            _claim_then_source(then.source),
+            [*claim_keys, *then.keys],
+            [len(claim_keys), len(claim_args), max_tries, *claim_args, *then.args],
         )
+        claimed = await call.run(queue)
     if claimed is None:
         return None
     score, data, job_try = claimed[:3]

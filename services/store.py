@@ -10,9 +10,11 @@ on the streams client, which may be a Redis Cluster, and the global keys (the
 listing and running indexes, the cancel channel, the hubs' wake streams) on the
 control client. Every script and transaction touches one generation's keys only
 (one hash tag, one slot); nothing writes a generation's key and a global key
-together. On a Cluster each script that appends also SPUBLISHes the new entries,
-with the id before them, to the generation's sharded channel (keys.live), for the
-hub's sharded reader; on one Redis it does not, and costs nothing more.
+together, except where one Redis holds both (the create's record and listing,
+`record_call(indexed=True)`). On a Cluster each script that appends also
+SPUBLISHes the new entries, with the id before them, to the generation's sharded
+channel (keys.live), for the hub's sharded reader; on one Redis it does not, and
+costs nothing more.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from services.generation import (
 )
 from services.redis_connections import StreamsClient
 from services.resp_pipeline import array_header, encode_bulk, send_encoded
-from services.script_call import ScriptCall
+from services.script_call import ScriptCall, chained
 
 # Shared Lua: appending one event keeps the status record's cursor fields in step,
 # and finishing sets the terminal status and the retention TTL on every key. With a
@@ -109,20 +111,15 @@ if ARGV[2] ~= '0' then redis.call('SET', tombstone, ARGV[3], 'PX', ARGV[2]) end
 return 1
 """
 
-# `_CREATE`, then the generation listed as `index` lists it, in one script, for one
-# Redis that holds both a generation's keys and the indexes (never a cluster).
-# KEYS: meta, tombstone, the global index, the tenant's. ARGV: gen_id, created_at,
-# the oldest score kept, then `_CREATE`'s.
-_CREATE_AND_INDEX = f"""
-local function create(KEYS, ARGV)
-{_CREATE}
-end
-local created = create({{KEYS[1], KEYS[2]}}, {{unpack(ARGV, 4)}})
-for i = 3, 4 do
+# A generation listed, globally and for its tenant, and the entries past the
+# retention dropped. KEYS: the global index, the tenant's. ARGV: gen_id, created_at,
+# the oldest score kept.
+_INDEX = """
+for i = 1, 2 do
   redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[3])
 end
-return created
+return 1
 """
 
 # Consistent reads of one generation in one step (a Cluster client runs no MULTI).
@@ -512,24 +509,20 @@ class GenerationStore:
         args: list[Any] = [self.retention_ms, tombstone_px, tenant]
         for name, value in fields.items():
             args.extend((name, value))
-        own_keys = [keys.meta(gen_id), keys.tombstone(gen_id)]
-        if not indexed:
-            return ScriptCall(_CREATE, own_keys, args)
-        oldest = created_at - self.retention_ms / 1000
-        return ScriptCall(
-            _CREATE_AND_INDEX,
-            [*own_keys, keys.RECENT, keys.tenant_recent(tenant)],
-            [gen_id, repr(created_at), repr(oldest), *args],
-        )
+        record = ScriptCall(_CREATE, [keys.meta(gen_id), keys.tombstone(gen_id)], args)
+        return chained(record, self._index_call(gen_id, created_at, tenant)) if indexed else record
 
     async def index(self, gen_id: str, created_at: float, tenant: str = "default") -> None:
         """List a recorded generation (globally and per tenant), dropping expired entries."""
+        await self._index_call(gen_id, created_at, tenant).run(self.control)
+
+    def _index_call(self, gen_id: str, created_at: float, tenant: str) -> ScriptCall:
         oldest = created_at - self.retention_ms / 1000
-        async with self.control.pipeline(transaction=False) as pipe:
-            for index in (keys.RECENT, keys.tenant_recent(tenant)):
-                pipe.zadd(index, {gen_id: created_at})
-                pipe.zremrangebyscore(index, "-inf", oldest)
-            await pipe.execute()
+        return ScriptCall(
+            _INDEX,
+            [keys.RECENT, keys.tenant_recent(tenant)],
+            [gen_id, repr(created_at), repr(oldest)],
+        )
 
     async def begin_attempt(
         self, gen_id: str, token: str, lease_ms: int, reason: str = "worker_restarted"
