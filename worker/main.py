@@ -32,7 +32,11 @@ def build_worker(settings: Settings) -> Worker:
         runtime = await WorkerRuntime.start(settings, build_providers(settings))
         runtime.start_reaper(ctx["redis"], keys.GENERATION_JOB)
         ctx["runtime"] = runtime
-        if runtime.store.redis is runtime.redis:  # the queue's Redis holds the generations too
+        # The claim takes the lease only where the queue's client and the store's
+        # cannot be on different servers: one plain Redis. Behind Sentinel, during a
+        # failover the two pools may briefly talk to the old and the new master, and
+        # a lease written through the queue's would be lost to the store's writes.
+        if runtime.store.redis is runtime.redis and not settings.redis_sentinels:
             ctx[BEGIN_WITH_CLAIM] = runtime.begin_with_claim
         load: LoopLag = ctx["load"]
         runtime.metrics.loop_lag.set_function(lambda: load.lag_s)
