@@ -40,7 +40,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import Sentinel
 from redis.crc import key_slot
 from redis.exceptions import (
     ClusterDownError,
@@ -54,6 +54,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.config import Settings
+from services.sentinel_master import SentinelMasterPool
 
 
 def keepalive_options() -> dict[int, int]:
@@ -73,10 +74,6 @@ def _connection_kwargs(settings: Settings, name: str, reply_timeout_s: float) ->
         "socket_keepalive_options": keepalive_options(),
         "client_name": name,
     }
-
-
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-    """A Sentinel-managed pool that waits for a free connection like `BlockingConnectionPool`."""
 
 
 def _sentinel_addresses(settings: Settings) -> list[tuple[str, int]]:
@@ -106,7 +103,7 @@ def _bounded_pool(
                 "password": settings.redis_sentinel_password,
             },
         )
-        pool: BlockingConnectionPool = _BlockingSentinelPool(  # type: ignore[no-untyped-call]  # idem
+        pool: BlockingConnectionPool = SentinelMasterPool(
             settings.redis_sentinel_master,
             sentinel,
             max_connections=max_connections or settings.redis_max_connections,

@@ -51,7 +51,8 @@ async def kill_mid_stream(
         expected = expected_story(TOKENS)
         for viewing in viewings:
             assert viewing.kinds[-1] == "done", (viewing.kinds[-3:], viewing.events[-1].data)
-            assert assemble_text(viewing.events) == expected
+            text = assemble_text(viewing.events)
+            assert text == expected, _first_difference(text, expected, viewing.kinds)
         for gen_id in gen_ids:
             final = await status(apis[1].base_url, gen_id)
             assert (final["status"], final["content"]) == ("completed", expected)
@@ -68,3 +69,16 @@ def _unusual(log: str) -> str:
     """A log without the lines every failover writes by the hundred (503s and their cause)."""
     usual = ("uvicorn.access", "Redis unavailable: ")
     return "\n".join(line for line in log.splitlines() if not any(u in line for u in usual))
+
+
+def _first_difference(text: str, expected: str, kinds: list[str]) -> str:
+    """Where a viewer's text leaves the expected one, and what it saw: enough to tell a
+    gap from a duplicate from a foreign write without rerunning a failover."""
+    pairs = enumerate(zip(text, expected, strict=False))
+    at = next((i for i, (a, b) in pairs if a != b), min(len(text), len(expected)))
+    start, end = max(0, at - 40), at + 80
+    return (
+        f"{len(text)} chars vs {len(expected)}; first difference at {at}: "
+        f"got {text[start:end]!r}, expected {expected[start:end]!r}; "
+        f"event kinds other than token: {[k for k in kinds if k != 'token']}"
+    )
