@@ -132,7 +132,7 @@ async def _newest_master(sentinel_manager: Any, service_name: str) -> Address:
     Once a majority has answered, the others get `LATE_SENTINEL_S` more: a frozen
     Sentinel must not hold every command up for its whole reply timeout."""
     sentinels = list(sentinel_manager.sentinels)
-    asks = [asyncio.ensure_future(sentinel.sentinel_masters()) for sentinel in sentinels]
+    asks = [asyncio.ensure_future(sentinel.sentinel_master(service_name)) for sentinel in sentinels]
     majority = len(asks) // 2 + 1
     try:
         pending: set[asyncio.Future[Any]] = set(asks)
@@ -153,8 +153,8 @@ async def _newest_master(sentinel_manager: Any, service_name: str) -> Address:
                 raise error
             errors.append(repr(error))
             continue
-        state = ask.result().get(service_name)
-        if not state or not sentinel_manager.check_master_state(state, service_name):
+        state = ask.result()
+        if not sentinel_manager.check_master_state(state, service_name):
             continue
         epoch = int(state.get("config-epoch", 0))
         if best is None or epoch > best[0]:
