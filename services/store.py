@@ -242,6 +242,20 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
+# KEYS: leases; ARGV[1]: lease_ms, ARGV[1 + i]: the token of KEYS[i]. `_RENEW_LEASE` for each.
+_RENEW_LEASES = """
+local renewed = {}
+for i, lease in ipairs(KEYS) do
+  if redis.call('GET', lease) == ARGV[i + 1] then
+    redis.call('PEXPIRE', lease, ARGV[1])
+    renewed[i] = 1
+  else
+    renewed[i] = 0
+  end
+end
+return renewed
+"""
+
 # ARGV: now, retention_ms
 _CANCEL = _writer(
     """
@@ -434,6 +448,7 @@ class GenerationStore:
         self._publish = _register(redis, _PUBLISH)
         self._publish_many = _register(redis, _PUBLISH_MANY)
         self._renew = _register(redis, _RENEW_LEASE)
+        self._renew_many = _register(redis, _RENEW_LEASES)
         self._cancel = _register(redis, _CANCEL)
         self._fail_queued = _register(redis, _FAIL_QUEUED)
         self._take_over = _register(redis, _TAKE_OVER)
@@ -668,6 +683,34 @@ class GenerationStore:
 
     async def renew_lease(self, gen_id: str, token: str, lease_ms: int) -> bool:
         return bool(await self._renew(keys=[keys.lease(gen_id)], args=[token, lease_ms]))
+
+    async def renew_leases(
+        self, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[bool | Exception]:
+        """`renew_lease` for several attempts (gen_id, token): whether each was renewed.
+
+        One script call on a plain Redis. On a cluster the leases live on many nodes,
+        so one call each, at once, and a node that fails costs only its own leases
+        (their place holds the error). A lost connection on a plain Redis raises.
+        """
+        if not leases:
+            return []
+        if isinstance(self.redis, Redis):
+            lease_keys = [keys.lease(gen_id) for gen_id, _ in leases]
+            reply = await self._renew_many(
+                keys=lease_keys, args=[lease_ms, *(token for _, token in leases)]
+            )
+            return [bool(renewed) for renewed in reply]
+        replies = await asyncio.gather(
+            *(self.renew_lease(gen_id, token, lease_ms) for gen_id, token in leases),
+            return_exceptions=True,
+        )
+        outcomes: list[bool | Exception] = []
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+                raise reply
+            outcomes.append(reply)
+        return outcomes
 
     async def request_cancel(self, gen_id: str) -> CancelOutcome:
         outcome: CancelOutcome = await self._cancel(

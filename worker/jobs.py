@@ -147,16 +147,16 @@ class GenerationRun:
         )
 
     async def _run_attempt(self, grant: AttemptGrant, cancel_requested: asyncio.Event) -> str:
-        lease_lost = asyncio.Event()
+        lease_lost = self.runtime.leases.hold(self.gen_id, self.token)
         stream = asyncio.create_task(self._stream(grant.request))
         watchers = [
             asyncio.create_task(cancel_requested.wait()),
             asyncio.create_task(lease_lost.wait()),
-            asyncio.create_task(self._keep_lease(lease_lost)),
         ]
         try:
-            await asyncio.wait([stream, *watchers[:2]], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([stream, *watchers], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.runtime.leases.release(self.gen_id, self.token)
             for task in watchers:
                 task.cancel()
             if not stream.done():
@@ -266,24 +266,6 @@ class GenerationRun:
             log.info("generation %s: attempt %d after %s", self.gen_id, restarted, reason)
         await self.publisher.aclose()
         self.publisher = self._new_publisher()
-
-    async def _keep_lease(self, lease_lost: asyncio.Event) -> None:
-        interval = self.runtime.settings.lease_s / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                renewed = await self.store.renew_lease(self.gen_id, self.token, self.lease_ms)
-            except Exception as exc:
-                if not is_redis_failure(exc):
-                    raise
-                # Keep trying: the lease may outlive a short outage, and every write
-                # is fenced anyway, so a lease that expired meanwhile is found out.
-                log.warning("generation %s: lease renewal failed (%s)", self.gen_id, exc)
-                continue
-            if not renewed:
-                log.warning("generation %s: lease lost; stopping without writing", self.gen_id)
-                lease_lost.set()
-                return
 
     async def _after_refusal(self, refused: PublishRefused, publisher: DeltaPublisher) -> str:
         if refused.outcome == "cancelled":

@@ -19,6 +19,7 @@ from services.store import GenerationStore, new_lease_token
 from worker.cancel import CancelListener
 from worker.flush_clock import FlushClock
 from worker.group_commit import GroupCommit
+from worker.lease_keeper import LeaseKeeper
 from worker.metrics import WorkerMetrics
 from worker.reaper import Reaper
 
@@ -33,6 +34,8 @@ class WorkerRuntime:
     cancels: CancelListener
     publishes: GroupCommit | GenerationStore
     """Where every job's deltas are written: batched across jobs on a plain Redis."""
+    leases: LeaseKeeper
+    """Every running job's lease, renewed together."""
     reaper: Reaper | None = None
     flush_clock: FlushClock = field(default_factory=FlushClock)
     """Every job's coalescing windows on one loop timer."""
@@ -58,7 +61,11 @@ class WorkerRuntime:
         publishes = GroupCommit.for_store(store)
         if isinstance(publishes, GroupCommit):
             publishes.start()
-        runtime = cls(settings, redis, store, providers, cancels, publishes)
+        leases = LeaseKeeper(
+            store, lease_ms=int(settings.lease_s * 1000), interval_s=settings.lease_s / 3
+        )
+        leases.start()
+        runtime = cls(settings, redis, store, providers, cancels, publishes, leases)
         if settings.worker_metrics_port:
             runtime.metrics.serve(settings.worker_metrics_port)
         return runtime
@@ -80,6 +87,7 @@ class WorkerRuntime:
             await self.reaper.stop()
         self.metrics.close()
         await self.cancels.stop()
+        await self.leases.stop()
         if isinstance(self.publishes, GroupCommit):
             await self.publishes.stop()
         await close_providers(self.providers)
