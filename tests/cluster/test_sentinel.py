@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from urllib.parse import quote
 
 import pytest
 
@@ -158,3 +159,30 @@ async def test_a_password_protected_sentinel_group_fails_over_with_viewers_exact
         finally:
             processes.stop_all()
         assert group.current_master_port() == group.replica.port
+
+
+@pytest.mark.timeout(120)
+async def test_a_tls_only_sentinel_group_serves_generations() -> None:
+    """Master and replica speak only TLS (`rediss://`, the CA given in the URL), as
+    managed Redis often does; the Sentinels name them and every process connects
+    over TLS, for commands, the queue and the blocking reads alike."""
+    with sentinel_group(tls=True) as group:
+        assert group.master.tls_ca is not None
+        ca = quote(str(group.master.tls_ca), safe="")
+        env = fault_env(
+            f"rediss://unused.invalid:6379/0?ssl_ca_certs={ca}",
+            TOKENRELAY_REDIS_SENTINELS=group.addresses,
+            TOKENRELAY_REDIS_SENTINEL_MASTER=group.name,
+            TOKENRELAY_REDIS_TIMEOUT_S="2",
+        )
+        processes = Processes(env)
+        try:
+            processes.worker().wait_ready(timeout_s=60)
+            api = processes.api().wait_ready(timeout_s=60)
+            gen_id = await create(api.base_url, max_tokens=30)
+            viewing = await watch(api.base_url, gen_id, timeout_s=60)
+            assert viewing.kinds[-1] == "done"
+            assert assemble_text(viewing.events) == expected_story(30)
+            assert (await status(api.base_url, gen_id))["status"] == "completed"
+        finally:
+            processes.stop_all()

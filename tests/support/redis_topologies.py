@@ -344,26 +344,29 @@ class SentinelGroup:
 
 @contextlib.contextmanager
 def sentinel_group(
-    name: str = "tokenrelay", password: str | None = None
+    name: str = "tokenrelay", password: str | None = None, *, tls: bool = False
 ) -> Iterator[SentinelGroup]:
     """A master + replica under three Sentinels (quorum 2, 1 s down-after); stopped on exit.
 
     With `password`, every server asks for it: the master and replica, and the
-    Sentinels themselves (which also use it to talk to the master)."""
+    Sentinels themselves (which also use it to talk to the master). With `tls`, the
+    master and replica speak only TLS (`RedisNode.tls_ca` is their CA), and the
+    Sentinels reach them over TLS while answering on a plain port themselves."""
     binary = find_redis_server()
     assert binary is not None, "these tests need redis-server on the PATH"
     started: list[RedisNode] = []
     with tempfile.TemporaryDirectory(prefix="tokenrelay-sentinel-") as workdir:
         try:
             login = ("--requirepass", password, "--masterauth", password) if password else ()
+            certificates = tls_files(Path(workdir)) if tls else None
             master = _start_node(
                 binary, Path(workdir), "--appendonly", "yes", "--repl-diskless-sync-delay", "0",
-                *login,
+                *login, tls=certificates,
             )  # fmt: skip
             started.append(master)
             replica = _start_node(
                 binary, Path(workdir), "--appendonly", "yes", "--replicaof", "127.0.0.1",
-                str(master.port), *login,
+                str(master.port), *login, tls=certificates,
             )  # fmt: skip
             started.append(replica)
             sentinels = []
@@ -378,6 +381,9 @@ def sentinel_group(
                     f"sentinel parallel-syncs {name} 1\n"
                     + (f"sentinel auth-pass {name} {password}\nrequirepass {password}\n"
                        if password else "")
+                    + (f"tls-replication yes\ntls-cert-file {certificates.cert}\n"
+                       f"tls-key-file {certificates.key}\ntls-ca-cert-file {certificates.ca}\n"
+                       if certificates else "")
                 )  # fmt: skip
                 process = subprocess.Popen(
                     [binary, str(conf), "--sentinel"],
