@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,10 @@ from arq.connections import ArqRedis
 from arq.worker import Function
 
 from cli.redis_server import find_redis_server, free_port, private_redis
+from services import keys
+from services.generation import GenerationRequest
 from services.providers.demo import story_tokens
+from services.store import AttemptGrant, GenerationStore
 
 # Re-exported for tests/faults/test_half_open.py, which imports it from here.
 from tests.support.polling import wait_for as wait_for
@@ -218,3 +222,14 @@ async def running_worker(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+async def begun_generation(store: GenerationStore, token: str, lease_ms: int) -> str:
+    """A new demo generation whose first attempt runs under `token` (no worker involved)."""
+    gen_id = keys.new_generation_id()
+    request = GenerationRequest.model_validate(
+        {"model": "demo/story", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    await store.create(gen_id, request, time.time())
+    assert isinstance(await store.begin_attempt(gen_id, token, lease_ms), AttemptGrant)
+    return gen_id

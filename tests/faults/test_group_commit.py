@@ -18,9 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from services import keys
-from services.generation import GenerationRequest
-from services.store import AttemptGrant, EventBatch, GenerationStore, PublishOutcome
-from tests.faults.support import RedisServer
+from services.store import EventBatch, GenerationStore, PublishOutcome
+from tests.faults.support import RedisServer, begun_generation
 from worker.group_commit import GroupCommit
 
 LEASE_MS = 30_000
@@ -58,13 +57,7 @@ async def commit(store: CountingStore) -> AsyncIterator[GroupCommit]:
 
 
 async def started(store: GenerationStore, token: str) -> str:
-    gen_id = keys.new_generation_id()
-    request = GenerationRequest.model_validate(
-        {"model": "demo/story", "messages": [{"role": "user", "content": "hi"}]}
-    )
-    await store.create(gen_id, request, time.time())
-    assert isinstance(await store.begin_attempt(gen_id, token, LEASE_MS), AttemptGrant)
-    return gen_id
+    return await begun_generation(store, token, LEASE_MS)
 
 
 def text_batch(text: str, batch_id: str) -> EventBatch:

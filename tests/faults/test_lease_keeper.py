@@ -8,16 +8,14 @@ answer costs a warning and a retry at the next tick, never a lease reported lost
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
 from services import keys
-from services.generation import GenerationRequest
-from services.store import AttemptGrant, GenerationStore
-from tests.faults.support import RedisServer
+from services.store import GenerationStore
+from tests.faults.support import RedisServer, begun_generation
 from tests.support.polling import wait_for
 from worker.lease_keeper import LeaseKeeper
 
@@ -34,13 +32,7 @@ async def store(own_redis: RedisServer) -> AsyncIterator[GenerationStore]:
 
 
 async def begun(store: GenerationStore, token: str, lease_ms: int = LEASE_MS) -> str:
-    gen_id = keys.new_generation_id()
-    request = GenerationRequest.model_validate(
-        {"model": "demo/story", "messages": [{"role": "user", "content": "hi"}]}
-    )
-    await store.create(gen_id, request, time.time())
-    assert isinstance(await store.begin_attempt(gen_id, token, lease_ms), AttemptGrant)
-    return gen_id
+    return await begun_generation(store, token, lease_ms)
 
 
 async def pttl(store: GenerationStore, gen_id: str) -> int:
