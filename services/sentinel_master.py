@@ -22,6 +22,10 @@ discarded (as a connection error, so callers retry as after any other) if the
 master changed while the command ran. What the old master accepted in that window
 is then seen by no one, except for at most `RECHECK_S` after a busy pool last asked;
 `min-replicas-to-write` on the servers closes the window from the other side.
+
+When no Sentinel answers at all, the last answer stays in force (new connections
+included): Sentinels down with the master up must not take the app down. Sentinels
+that answer but see no healthy master fail the connection, as in redis-py.
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ class MasterMoved(RedisConnectionError):
     """The reply came from a Redis that Sentinel no longer names as the master."""
 
 
+class SentinelsUnreachable(MasterNotFoundError):
+    """No Sentinel answered at all (as opposed to Sentinels that see no healthy master)."""
+
+
 class SentinelMasterPool(SentinelConnectionPool, BlockingConnectionPool):
     """A Sentinel pool that waits for a free connection like `BlockingConnectionPool`,
     and follows the master as the module docstring says."""
@@ -75,11 +83,24 @@ class SentinelMasterPool(SentinelConnectionPool, BlockingConnectionPool):
         self._used_at = float("-inf")
         self._recheck: asyncio.Task[None] | None = None
         self._recheck_blocks = False
+        self._sentinels_lost = False
 
     async def get_master_address(self) -> Address:
         """The master named by the Sentinel with the newest configuration epoch."""
         self._asked_at = time.monotonic()
-        address = await _newest_master(self.sentinel_manager, self.service_name)
+        try:
+            address = await _newest_master(self.sentinel_manager, self.service_name)
+        except SentinelsUnreachable as exc:
+            known: Address | None = self.master_address
+            if known is None:
+                raise
+            # Sentinels down with the master still up must not take the app down:
+            # new connections go where the last answer said.
+            if not self._sentinels_lost:
+                logger.warning("no Sentinel answers (%s); keeping %s:%s", exc, *known)
+            self._sentinels_lost = True
+            return known
+        self._sentinels_lost = False
         if self.master_address != address:
             if self.master_address is not None:
                 logger.warning(
@@ -145,14 +166,16 @@ async def _newest_master(sentinel_manager: Any, service_name: str) -> Address:
             ask.cancel()
     best: tuple[int, Address] | None = None
     errors = []
+    answered = 0
     for ask in asks:
-        if ask.cancelled():
+        if not ask.done() or ask.cancelled():
             continue
         if (error := ask.exception()) is not None:
             if not isinstance(error, RedisError | OSError):
                 raise error
             errors.append(repr(error))
             continue
+        answered += 1
         state = ask.result()
         if not sentinel_manager.check_master_state(state, service_name):
             continue
@@ -160,8 +183,9 @@ async def _newest_master(sentinel_manager: Any, service_name: str) -> Address:
         if best is None or epoch > best[0]:
             best = (epoch, (state["ip"], int(state["port"])))
     if best is None:
-        detail = f": {', '.join(errors)}" if errors else ""
-        raise MasterNotFoundError(f"No master found for {service_name!r}{detail}")
+        if not answered:
+            raise SentinelsUnreachable(f"no Sentinel answered about {service_name!r}: {errors}")
+        raise MasterNotFoundError(f"No master found for {service_name!r}: {errors}")
     return best[1]
 
 

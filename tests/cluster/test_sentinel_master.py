@@ -96,3 +96,26 @@ async def test_a_reply_the_old_master_sends_on_waking_is_refused(
         assert port == sentinels.replica.port  # or sent again, to the new master
     finally:
         await client.aclose()
+
+
+@pytest.mark.timeout(120)
+async def test_with_every_sentinel_gone_the_known_master_still_serves(
+    sentinels: SentinelGroup,
+) -> None:
+    """The rechecks are a safeguard, not a dependency: when no Sentinel answers (all
+    SIGKILLed here), the last answer stays in force, for new connections too."""
+    client = command_client(
+        _settings(sentinels, timeout_s=1), "test-no-sentinels", max_connections=4
+    )
+    try:
+        assert await _port_of(client) == sentinels.master.port
+        for sentinel in sentinels.sentinels:
+            sentinel.kill()
+        await asyncio.sleep(1.2)  # past the idle recheck: the next command asks first
+        ports = await asyncio.gather(*(_port_of(client) for _ in range(4)))
+        assert set(ports) == {sentinels.master.port}
+        for _ in range(10):  # busy: background rechecks, each failing
+            assert await _port_of(client) == sentinels.master.port
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
