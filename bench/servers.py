@@ -133,3 +133,22 @@ class Server:
             self.process.wait()
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def fake_upstream_process(provider: str) -> Iterator[str]:
+    """A fake upstream of `provider` ("openai" or "anthropic", tests/support/fake_*.py)
+    in a process of its own, as a real provider is: never sharing a GIL with the
+    client or the servers under test. Yields its base URL, as that SDK wants it."""
+    port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", f"tests.support.fake_{provider}", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_listener(port)
+        yield f"http://127.0.0.1:{port}" + ("/v1" if provider == "openai" else "")
+    finally:
+        upstream.terminate()
+        upstream.wait(10)

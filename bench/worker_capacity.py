@@ -32,8 +32,6 @@ import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,8 +40,7 @@ from typing import Any
 
 import httpx
 
-from bench.servers import wait_for_listener
-from cli.redis_server import free_port
+from bench.servers import fake_upstream_process
 from tests.faults.support import RedisServer
 from tests.support.fake_upstream import script_prompt
 from tests.support.processes import ApiProcess, WorkerProcess, stack_env
@@ -82,20 +79,9 @@ def _fake_upstream(provider: str) -> Iterator[dict[str, str]]:
     if provider not in _MODELS:
         yield {}
         return
-    port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", f"tests.support.fake_{provider}", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_listener(port)
-        base_url = f"http://127.0.0.1:{port}" + ("/v1" if provider == "openai" else "")
+    with fake_upstream_process(provider) as base_url:
         name = provider.upper()
         yield {f"{name}_BASE_URL": base_url, f"{name}_API_KEY": "sk-bench"}
-    finally:
-        upstream.terminate()
-        upstream.wait(10)
 
 
 async def _create(client: httpx.AsyncClient, provider: str, tokens: int, n: int) -> str:
