@@ -236,13 +236,8 @@ def _batch_writer(body: str) -> str:
 _PUBLISH_MANY = _batch_writer(_PUBLISH_BODY)
 
 # ARGV: token, lease_ms
-_RENEW_LEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-# KEYS: leases; ARGV[1]: lease_ms, ARGV[1 + i]: the token of KEYS[i]. `_RENEW_LEASE` for each.
+# KEYS: leases; ARGV[1]: lease_ms, ARGV[1 + i]: the token of KEYS[i]. Each lease still
+# held by its token is extended; the reply says which (1) and which not (0).
 _RENEW_LEASES = """
 local renewed = {}
 for i, lease in ipairs(KEYS) do
@@ -447,8 +442,7 @@ class GenerationStore:
         self._restart = _register(redis, _RESTART_ATTEMPT)
         self._publish = _register(redis, _PUBLISH)
         self._publish_many = _register(redis, _PUBLISH_MANY)
-        self._renew = _register(redis, _RENEW_LEASE)
-        self._renew_many = _register(redis, _RENEW_LEASES)
+        self._renew = _register(redis, _RENEW_LEASES)
         self._cancel = _register(redis, _CANCEL)
         self._fail_queued = _register(redis, _FAIL_QUEUED)
         self._take_over = _register(redis, _TAKE_OVER)
@@ -682,7 +676,8 @@ class GenerationStore:
         )
 
     async def renew_lease(self, gen_id: str, token: str, lease_ms: int) -> bool:
-        return bool(await self._renew(keys=[keys.lease(gen_id)], args=[token, lease_ms]))
+        [renewed] = await self._renew(keys=[keys.lease(gen_id)], args=[lease_ms, token])
+        return bool(renewed)
 
     async def renew_leases(
         self, leases: Sequence[tuple[str, str]], lease_ms: int
@@ -697,7 +692,7 @@ class GenerationStore:
             return []
         if isinstance(self.redis, Redis):
             lease_keys = [keys.lease(gen_id) for gen_id, _ in leases]
-            reply = await self._renew_many(
+            reply = await self._renew(
                 keys=lease_keys, args=[lease_ms, *(token for _, token in leases)]
             )
             return [bool(renewed) for renewed in reply]

@@ -1,11 +1,12 @@
 """Every running attempt's lease of one worker, renewed together.
 
 Why: each attempt used to renew its own lease every `lease_s / 3` from a task of
-its own: a timer, a task wake-up and a Redis round trip per attempt per interval.
-A worker carrying hundreds of generations spent a tenth of its CPU on that
-(py-spy, `bench.worker_capacity --provider openai`, 300 at once). Here one loop
+its own: a timer, a task wake-up and a Redis round trip per attempt per interval,
+so a worker carrying 1,000 generations made 300 renewal calls a second, and the
+ones falling due together took new connections from the pool. Here one loop
 renews all of them in one script call per interval (`GenerationStore.renew_leases`)
 and tells each attempt whose lease is gone, through the event `hold` gave it.
+(Worker CPU per token did not change measurably: bench/README.md, "Seventh round".)
 
 The bounds do not change: an attempt's lease is renewed at most `lease_s / 3`
 after it was taken or last renewed, and a renewal that fails (Redis unreachable)

@@ -70,9 +70,7 @@ async def test_a_released_lease_is_left_to_expire(store: GenerationStore) -> Non
     assert await pttl(store, released) <= 1_000
 
 
-async def test_an_unanswering_redis_loses_no_lease(
-    store: GenerationStore, own_redis: RedisServer
-) -> None:
+async def test_an_unanswering_redis_loses_no_lease(store: GenerationStore) -> None:
     gen_id = await begun(store, "token-a")
     dead = Redis.from_url(
         "redis://127.0.0.1:1/0", decode_responses=True, socket_connect_timeout=0.5
