@@ -2,9 +2,9 @@
 
 One fake OpenAI upstream (tests/support/fake_openai.py, in a process of its own)
 streams 50 tokens/s. The official `openai` SDK asks it for the same answer two
-ways, alternately: directly
-(`base_url` = the upstream), and through tokenrelay's Chat Completions door
-(`base_url` = one API, `openai/` model, one worker whose provider is that upstream).
+ways, alternately: directly (`base_url` = the upstream), and through tokenrelay's
+Chat Completions door (`base_url` = one API, `openai/` model, one worker whose
+provider is that upstream).
 Each sample is the time from the call to the first content delta; the relay's
 added cost is the difference of the medians. Everything runs on this machine, the
 client on the same cores as the servers, as the issue's setting asks.

@@ -138,12 +138,15 @@ class SentinelMasterPool(SentinelConnectionPool, BlockingConnectionPool):
         except (RedisError, OSError) as exc:  # the Sentinels may be failing over too
             logger.debug("Sentinel recheck failed (%s); keeping the last answer", exc)
 
-    async def aclose(self) -> None:
-        if self._recheck is not None:
-            self._recheck.cancel()
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Also stop a recheck in flight when the whole pool closes (`Redis.aclose`
+        disconnects it; a recheck itself only ever drops the idle connections)."""
+        recheck = self._recheck
+        if inuse_connections and recheck is not None and recheck is not asyncio.current_task():
+            recheck.cancel()
             with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await self._recheck
-        await super().aclose()
+                await recheck
+        await super().disconnect(inuse_connections)
 
 
 async def _newest_master(sentinel_manager: Any, service_name: str) -> Address:
@@ -152,8 +155,10 @@ async def _newest_master(sentinel_manager: Any, service_name: str) -> Address:
 
     Once a majority has answered, the others get `LATE_SENTINEL_S` more: a frozen
     Sentinel must not hold every command up for its whole reply timeout."""
-    sentinels = list(sentinel_manager.sentinels)
-    asks = [asyncio.ensure_future(sentinel.sentinel_master(service_name)) for sentinel in sentinels]
+    asks = [
+        asyncio.ensure_future(sentinel.sentinel_master(service_name))
+        for sentinel in sentinel_manager.sentinels
+    ]
     majority = len(asks) // 2 + 1
     try:
         pending: set[asyncio.Future[Any]] = set(asks)
