@@ -159,21 +159,24 @@ class DeliveryStats:
         self.lag_sum = 0.0
         self.buckets = [0] * (len(_LAG_BUCKETS) + 1)
 
-    def add(self, lag_s: float) -> None:
-        self.count += 1
-        self.lag_sum += lag_s
-        self.buckets[bisect_left(_LAG_BUCKETS, lag_s)] += 1
+    def add(self, lag_s: float, connections: int = 1) -> None:
+        self.count += connections
+        self.lag_sum += lag_s * connections
+        self.buckets[bisect_left(_LAG_BUCKETS, lag_s)] += connections
 
-    def add_event(self, event: StoredEvent, now: float) -> None:
-        """`event` written to a connection at `now`; its lag runs from its XADD (its id)."""
-        self.add(max(0.0, now - int(event.id.partition("-")[0]) / 1000))
+    def add_event(self, event: StoredEvent, now: float, connections: int = 1) -> None:
+        """`event` written to `connections` at `now`; its lag runs from its XADD (its id)."""
+        self.add(max(0.0, now - int(event.id.partition("-")[0]) / 1000), connections)
 
-    def add_direct(self, events: Sequence[StoredEvent]) -> None:
-        """`events` written to one connection by the hub itself (api/streaming/direct.py)."""
+    def add_direct(self, events: Sequence[StoredEvent], connections: int) -> None:
+        """`events` written to `connections` connections by the hub in one pass
+        (api/streaming/direct.py), counted once for the pass rather than once per
+        connection, which cost as much Python as the write itself. The lag is taken
+        at the end of the pass: the last connection's, an upper bound for the others."""
         now = time.time()
         for event in events:
-            self.add_event(event, now)
-        self.direct_count += len(events)
+            self.add_event(event, now, connections)
+        self.direct_count += len(events) * connections
 
 
 class _DeliveryCollector(Collector):

@@ -582,19 +582,23 @@ class StreamHub:
         tail.cursor = batch[-1].id
         framed: bytes | None = None  # the batch as one HTTP chunk, built for the first taker
         first, end = cursor_key(batch[0].id), cursor_key(batch[-1].id)
+        last_id, terminal = batch[-1].id, batch[-1].is_terminal
+        written = 0  # connections the hub wrote the batch to itself
         for viewer in list(tail.viewers):
-            if viewer.direct and first > viewer.position and not batch[-1].is_terminal:
+            if viewer.direct and not terminal and first > viewer.position:
                 assert viewer.sink is not None
                 if framed is None:
                     framed = chunked(b"".join(native_frame(event) for event in batch))
                 if viewer.sink.write(framed):
-                    viewer.direct_last = batch[-1].id
+                    viewer.direct_last = last_id
                     viewer.position = end
-                    self._metrics.delivery.add_direct(batch)
+                    written += 1
                     continue
                 viewer.direct = False  # its client is not reading: the queue, as before
             if not viewer.offer(batch):
                 tail.viewers.discard(viewer)
                 viewer.detach()
-        if batch[-1].is_terminal or not tail.viewers:
+        if written:
+            self._metrics.delivery.add_direct(batch, written)
+        if terminal or not tail.viewers:
             self._drop_tail(tail)
