@@ -116,13 +116,29 @@ class DemoProvider:
         """Nothing to release: the demo provider has no client."""
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderChunk, None]:
+        """The answer's chunks, the n-th due `delay_s` times n after the start; a text
+        answer's finish follows its last token.
+
+        The schedule is absolute, as a real model's is: a stream whose worker was busy
+        catches up instead of drifting later by the worker's delay at every token
+        (a sleep of `delay_s` per token made 150 tokens at 50/s take 3.1 s on a busy
+        worker; bench/README.md, "Eighth round").
+        """
+        paced, finish = self._answer(request)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for index, chunk in enumerate(paced, start=1):
+            # Past its time, sleep(0): still one turn of the loop, to stay cancellable.
+            await asyncio.sleep(max(0.0, started + index * self.delay_s - loop.time()))
+            yield chunk
+        if finish is not None:
+            yield finish
+
+    def _answer(self, request: GenerationRequest) -> tuple[list[ProviderChunk], FinishChunk | None]:
+        """The chunks to pace, and a finish to send at once after them (None: it is paced)."""
         prompt = "\n".join(m.content for m in request.messages)
         if request.provider_model == "tool":
-            chunks = tool_turn(request, prompt)
-            for chunk in chunks:
-                await asyncio.sleep(self.delay_s)
-                yield chunk
-            return
+            return tool_turn(request, prompt), None
         if request.provider_model == "echo":
             last_user = next(
                 (m.content for m in reversed(request.messages) if m.role == "user"), ""
@@ -140,14 +156,9 @@ class DemoProvider:
         finish_reason = "stop"
         if request.max_tokens is not None and len(tokens) > request.max_tokens:
             tokens, finish_reason = tokens[: request.max_tokens], "length"
-        for token in tokens:
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            else:
-                await asyncio.sleep(0)  # stay cancellable even at full speed
-            yield TextChunk(token)
         usage = Usage(input_tokens=input_tokens(request), output_tokens=len(tokens))
-        yield FinishChunk(finish_reason=finish_reason, usage=usage)
+        text: list[ProviderChunk] = [TextChunk(token) for token in tokens]
+        return text, FinishChunk(finish_reason=finish_reason, usage=usage)
 
 
 def demo_tool_arguments(tool: Tool, user_text: str) -> str:
