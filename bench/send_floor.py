@@ -68,24 +68,32 @@ def _connected(reader: subprocess.Popen[str]) -> None:
 
 
 class _Rounds:
-    """Paces rounds of writes at `rate` per second for `seconds`, and takes the CPU they cost."""
+    """Rounds of writes, `rate` per second for `seconds`, and the CPU they cost: `start`,
+    then `round` until it answers None, then `stop`."""
 
     def __init__(self, rate: float, seconds: float) -> None:
         self.rate, self.seconds = rate, seconds
         self.writes = 0
         self.user_s = self.system_s = 0.0
+        self._before = resource.getrusage(resource.RUSAGE_SELF)
+        self._began = self._tick = 0.0
 
-    def run(self, write_all: Callable[[], int], sleep: Callable[[float], object]) -> None:
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        began = tick = time.monotonic()
-        while (now := time.monotonic()) - began < self.seconds:
-            if now < tick:
-                sleep(tick - now)
-            tick += 1 / self.rate
-            self.writes += write_all()
+    def start(self) -> None:
+        self._before = resource.getrusage(resource.RUSAGE_SELF)
+        self._began = self._tick = time.monotonic()
+
+    def round(self, write_all: Callable[[], int]) -> float | None:
+        """One round of writes; the seconds until the next is due, or None when done."""
+        self.writes += write_all()
+        self._tick += 1 / self.rate
+        if self._tick - self._began >= self.seconds:
+            return None
+        return max(0.0, self._tick - time.monotonic())
+
+    def stop(self) -> None:
         after = resource.getrusage(resource.RUSAGE_SELF)
-        self.user_s = after.ru_utime - before.ru_utime
-        self.system_s = after.ru_stime - before.ru_stime
+        self.user_s = after.ru_utime - self._before.ru_utime
+        self.system_s = after.ru_stime - self._before.ru_stime
 
 
 def with_socket_send(connections: int, rounds: _Rounds) -> None:
@@ -105,7 +113,10 @@ def with_socket_send(connections: int, rounds: _Rounds) -> None:
                 sock.send(CHUNK)
             return len(socks)
 
-        rounds.run(write_all, time.sleep)
+        rounds.start()
+        while (wait := rounds.round(write_all)) is not None:
+            time.sleep(wait)
+        rounds.stop()
     finally:
         for sock in socks:
             sock.close()
@@ -139,23 +150,18 @@ def with_uvloop_transports(connections: int, rounds: _Rounds) -> None:
 
             # Each round runs as a loop callback, as the hub's pass does.
             done = loop.create_future()
-            began = tick = time.monotonic()
-            before = resource.getrusage(resource.RUSAGE_SELF)
 
             def round_() -> None:
-                nonlocal tick
-                rounds.writes += write_all()
-                tick += 1 / rounds.rate
-                if tick - began < rounds.seconds:
-                    loop.call_at(loop.time() + max(0.0, tick - time.monotonic()), round_)
-                else:
+                wait = rounds.round(write_all)
+                if wait is None:
                     done.set_result(None)
+                else:
+                    loop.call_later(wait, round_)
 
+            rounds.start()
             loop.call_soon(round_)
             await done
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            rounds.user_s = after.ru_utime - before.ru_utime
-            rounds.system_s = after.ru_stime - before.ru_stime
+            rounds.stop()
         finally:
             for transport in transports:
                 transport.close()

@@ -115,7 +115,7 @@ async def _wait_all(
     finished: dict[str, dict[str, Any]] = {}
     while pending:
         await asyncio.sleep(0.5)
-        # All at once (the client's pool bounds it): one by one, a round over 1,000
+        # All at once (`slots` bounds what is in flight): one by one, a round over 1,000
         # generations took seconds and stretched "batch took" far past the last token.
         asked = list(pending)
         answers = await asyncio.gather(*(_get(client, gen_id, slots) for gen_id in asked))
