@@ -240,8 +240,9 @@ class GenerationRun:
         clock = AttemptClock(limits, total_deadline)
         timing = self.runtime.metrics.streams.start(request.provider)
         async with aclosing(provider.stream(request)) as chunks:
-            try:
-                while (chunk := await clock.next_chunk(chunks)) is not None:
+            with clock.watch():
+                async for chunk in chunks:
+                    clock.received()
                     if isinstance(chunk, TextChunk):
                         timing.chunk()
                         await self.publisher.add_text(chunk.text)
@@ -250,8 +251,7 @@ class GenerationRun:
                         await self.publisher.add_tool_call(chunk.fragment)
                     else:
                         return chunk
-            finally:
-                clock.close()
+                    clock.waiting()
         raise ProviderError(
             "provider_error", "the provider stream ended without a finish", retryable=True
         )

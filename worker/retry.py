@@ -10,7 +10,7 @@ every attempt, and this module says
   exponential backoff with jitter and a cap, or after the provider's own
   `Retry-After` when it asks for longer (up to `retry_after_max_s`: beyond that
   the generation fails at once rather than hold a worker slot for minutes);
-- how long to wait for the next chunk (`AttemptClock.next_chunk`): a
+- how long to wait for the next chunk (`AttemptClock`): a
   time-to-first-token limit, an idle limit between chunks, and a total limit for
   the whole generation. Each one, when hit, is a `timeout` error that names the
   limit. A stalled stream is therefore noticed even when the TCP connection
@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 from services.config import Settings
 from services.errors import ProviderError
 
-T = TypeVar("T")
 TimeLimit = Literal["first_token", "idle", "total"]
 
 
@@ -107,13 +107,25 @@ def timeout_error(limit: TimeLimit, seconds: float) -> ProviderError:
 class AttemptClock:
     """Deadlines for one attempt's chunks, within the generation's total deadline.
 
-    One timer per attempt, moved lazily, instead of an `asyncio.timeout` per chunk:
-    at 50 tokens/s a timeout per chunk arms and cancels a timer fifty times a
-    second per generation, a measurable share of a busy worker's CPU. Here the
-    timer is armed for the earliest deadline that can apply; when it fires it looks
-    at when the current wait began, and either re-arms for the deadline that wait
-    really has (so it fires about once per idle limit on a live stream) or cancels
-    the waiting task, which `next_chunk` turns into the `timeout` error.
+    The reader of the provider's stream says when a wait for the next chunk
+    starts (`waiting`) and when a chunk arrived (`received`), inside `watch()`:
+
+        with clock.watch():
+            async for chunk in chunks:
+                clock.received()
+                ...  # publish it: time spent here is not the provider's idleness
+                clock.waiting()
+
+    Why not a wrapper around each read: the stream's chunks are the worker's
+    hottest path (tens of thousands a second), and a coroutine around every read
+    is one more frame to create and resume per chunk, with the loop and task
+    looked up each time; here a chunk costs two attribute writes and a clock read.
+    And why not an `asyncio.timeout` per chunk: that arms and cancels a timer per
+    chunk. One timer per attempt, moved lazily: it is armed for the deadline of
+    the current wait; when it fires it looks at when the current wait began, and
+    either re-arms for the deadline that wait really has (so it fires about once
+    per idle limit on a live stream) or cancels the waiting task, which `watch`
+    turns into the `timeout` error.
     """
 
     def __init__(self, limits: TimeLimits, total_deadline: float) -> None:
@@ -122,29 +134,26 @@ class AttemptClock:
         self._first = True
         self._waiting_since: float | None = None
         self._waiter: asyncio.Task[object] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._expired: tuple[TimeLimit, float] | None = None
 
-    async def next_chunk(self, chunks: AsyncIterator[T]) -> T | None:
-        """The next chunk, None at the end, or a `timeout` ProviderError.
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        """Time the waits of the block's task; one that runs out ends the block with a
+        `timeout` ProviderError (a cancel from elsewhere stays a cancel).
 
-        The wait runs in the caller's task, so on a timeout the provider's
+        The wait runs in the reader's own task, so on a timeout the provider's
         generator is interrupted where it waits on the socket and its `finally`
-        closes the HTTP response.
+        closes the HTTP response. The first wait starts on entry.
         """
-        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
-        assert task is not None, "next_chunk runs in a task"
-        self._waiter, self._waiting_since = task, loop.time()
-        deadline = self._deadline()[2]
-        if self._timer is None or self._timer.when() > deadline:
-            self.close()
-            self._timer = loop.call_at(deadline, self._on_timer)
+        assert task is not None, "an attempt's stream is read in a task"
+        self._waiter, self._loop = task, asyncio.get_running_loop()
         cancelling = task.cancelling()
+        self.waiting()
         try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return None
+            yield
         except asyncio.CancelledError:
             expired, self._expired = self._expired, None
             if expired is not None and task.uncancel() <= cancelling:
@@ -152,8 +161,22 @@ class AttemptClock:
             raise
         finally:
             self._waiting_since = None
-        self._first = False
-        return chunk
+            self.close()
+
+    def waiting(self) -> None:
+        """A wait for the provider's next chunk starts now."""
+        assert self._loop is not None, "inside watch()"
+        self._waiting_since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline()[2], self._on_timer)
+
+    def received(self) -> None:
+        """The provider's chunk arrived: the wait is over."""
+        self._waiting_since = None
+        if self._first:
+            self._first = False
+            # The timer was armed for the first token; the idle limit may end sooner.
+            self.close()
 
     def close(self) -> None:
         """Disarm the timer (the attempt's stream is over)."""

@@ -7,6 +7,7 @@ import asyncio
 import email.utils
 import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import pytest
 
@@ -118,6 +119,23 @@ async def _silent() -> AsyncGenerator[int, None]:
     yield 2
 
 
+async def _read(
+    clock: AttemptClock, chunks: AsyncGenerator[int, None], *, busy_s: float = 0.0
+) -> list[int]:
+    """Read a provider's stream as an attempt does (worker/jobs.py `_stream_once`),
+    spending `busy_s` on each chunk as a slow publish would."""
+    received: list[int] = []
+    async with aclosing(chunks):
+        with clock.watch():
+            async for chunk in chunks:
+                clock.received()
+                received.append(chunk)
+                if busy_s:
+                    await asyncio.sleep(busy_s)
+                clock.waiting()
+    return received
+
+
 @pytest.mark.parametrize(
     ("limits", "expected"),
     [
@@ -128,13 +146,10 @@ async def _silent() -> AsyncGenerator[int, None]:
 async def test_attempt_clock_names_the_limit_that_fired(limits: TimeLimits, expected: str) -> None:
     loop = asyncio.get_running_loop()
     clock = AttemptClock(limits, total_deadline=loop.time() + limits.total_s)
-    chunks = _silent()
-    assert await clock.next_chunk(chunks) == 1
     with pytest.raises(ProviderError) as raised:
-        await clock.next_chunk(chunks)
+        await _read(clock, _silent())
     assert raised.value.error_type == "timeout"
     assert expected in raised.value.message
-    await chunks.aclose()
 
 
 async def _never() -> AsyncGenerator[int, None]:
@@ -150,18 +165,15 @@ async def _two() -> AsyncGenerator[int, None]:
 async def test_a_provider_that_never_starts_hits_the_first_token_limit() -> None:
     limits = TimeLimits(first_token_s=0.05, idle_s=60, total_s=60)
     clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
-    chunks = _never()
     with pytest.raises(ProviderError, match=r"first_token timeout, 0\.05 s") as raised:
-        await clock.next_chunk(chunks)
+        await _read(clock, _never())
     assert raised.value.retryable
-    await chunks.aclose()
 
 
-async def test_the_end_of_the_stream_is_none_not_a_timeout() -> None:
+async def test_the_end_of_the_stream_ends_the_read_not_a_timeout() -> None:
     limits = TimeLimits(first_token_s=60, idle_s=60, total_s=60)
     clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
-    chunks = _two()
-    assert [await clock.next_chunk(chunks) for _ in range(3)] == [1, 2, None]
+    assert await _read(clock, _two()) == [1, 2]
 
 
 async def _paced(gap_s: float, count: int) -> AsyncGenerator[int, None]:
@@ -174,48 +186,54 @@ async def test_a_live_stream_longer_than_the_idle_limit_never_times_out() -> Non
     """The attempt's one timer fires and re-arms while chunks keep coming."""
     limits = TimeLimits(first_token_s=0.2, idle_s=0.05, total_s=60)
     clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
-    chunks = _paced(0.02, 20)  # 0.4 s in all: eight idle limits
-    received = []
-    while (chunk := await clock.next_chunk(chunks)) is not None:
-        received.append(chunk)
-    clock.close()
-    assert received == list(range(20))
+    # 0.4 s in all: eight idle limits
+    assert await _read(clock, _paced(0.02, 20)) == list(range(20))
 
 
 async def test_time_spent_between_waits_is_not_idleness() -> None:
     """Only the wait for the provider counts (a slow publish is not a silent model)."""
     limits = TimeLimits(first_token_s=0.05, idle_s=0.05, total_s=60)
     clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
-    chunks = _two()
-    assert await clock.next_chunk(chunks) == 1
-    await asyncio.sleep(0.15)  # the caller is busy for three idle limits
-    assert await clock.next_chunk(chunks) == 2
-    assert await clock.next_chunk(chunks) is None
-    clock.close()
+    # the reader is busy for three idle limits on each chunk
+    assert await _read(clock, _two(), busy_s=0.15) == [1, 2]
 
 
 async def test_a_short_idle_limit_after_a_long_first_token_limit_fires_on_time() -> None:
     """The timer armed for the first token (60 s) is moved earlier for the idle limit."""
     limits = TimeLimits(first_token_s=60, idle_s=0.05, total_s=120)
     clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 120)
-    chunks = _silent()
-    assert await clock.next_chunk(chunks) == 1
     with pytest.raises(ProviderError, match="idle timeout"):
-        await asyncio.wait_for(clock.next_chunk(chunks), timeout=5)
-    await chunks.aclose()
+        await asyncio.wait_for(_read(clock, _silent()), timeout=5)
 
 
 async def test_a_cancel_from_outside_stays_a_cancel_not_a_timeout() -> None:
     limits = TimeLimits(first_token_s=60, idle_s=60, total_s=60)
     clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
-    chunks = _never()
-    waiting = asyncio.create_task(clock.next_chunk(chunks))
+    reading = asyncio.create_task(_read(clock, _never()))
     await asyncio.sleep(0.05)
-    waiting.cancel()
+    reading.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await waiting
-    clock.close()
-    await chunks.aclose()
+        await reading
+
+
+async def test_a_timeout_interrupts_the_wait_and_closes_the_provider_stream() -> None:
+    """The provider's generator is stopped where it waits, and its `finally` runs
+    (where a real provider closes its HTTP response)."""
+    closed = asyncio.Event()
+
+    async def upstream() -> AsyncGenerator[int, None]:
+        try:
+            yield 1
+            await asyncio.sleep(3600)
+            yield 2
+        finally:
+            closed.set()
+
+    limits = TimeLimits(first_token_s=60, idle_s=0.05, total_s=60)
+    clock = AttemptClock(limits, total_deadline=asyncio.get_running_loop().time() + 60)
+    with pytest.raises(ProviderError, match="idle timeout"):
+        await _read(clock, upstream())
+    assert closed.is_set()
 
 
 def test_a_longer_retry_after_wins_over_the_backoff() -> None:
