@@ -106,6 +106,11 @@ def input_tokens(request: GenerationRequest) -> int:
     return len(split_tokens("\n".join(m.content for m in request.messages)))
 
 
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():  # not cancelled meanwhile
+        woken.set_result(None)
+
+
 class DemoProvider:
     name = "demo"
 
@@ -128,8 +133,18 @@ class DemoProvider:
         loop = asyncio.get_running_loop()
         started = loop.time()
         for index, chunk in enumerate(paced, start=1):
-            # Past its time, sleep(0): still one turn of the loop, to stay cancellable.
-            await asyncio.sleep(max(0.0, started + index * self.delay_s - loop.time()))
+            due = started + index * self.delay_s
+            if due > loop.time():
+                # `asyncio.sleep`, without its coroutine: a busy worker wakes here for
+                # every token of every stream (bench/README.md, "Ninth round").
+                woken = loop.create_future()
+                timer = loop.call_at(due, _wake, woken)
+                try:
+                    await woken
+                finally:
+                    timer.cancel()
+            else:  # past its time: still one turn of the loop, to stay cancellable
+                await asyncio.sleep(0)
             yield chunk
         if finish is not None:
             yield finish
