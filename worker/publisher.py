@@ -108,7 +108,10 @@ class DeltaPublisher:
         text = self._whole_characters(text)
         if text:
             self._pending_text.append(text)
-            await self._maybe_flush()
+            if self._timer is None or self.refused is not None or self.failure is not None:
+                # Otherwise a flush is already due: nearly every token, on a busy
+                # worker, so it skips `_maybe_flush`'s coroutine.
+                await self._maybe_flush()
 
     def _whole_characters(self, text: str) -> str:
         text, self._high_surrogate = self._high_surrogate + text, ""
