@@ -39,7 +39,9 @@ class WindowEnd:
 
 
 class FlushClock:
-    """`call_later` for coalescing windows, sharing one loop timer (see the module)."""
+    """`call_later` for coalescing windows, sharing one loop timer (see the module).
+
+    Bound to the event loop it is first used on, as the loop timers it arms are."""
 
     def __init__(self, resolution_s: float = 0.001) -> None:
         self._resolution_s = resolution_s
@@ -47,9 +49,14 @@ class FlushClock:
         self._order = itertools.count()  # ties run in the order they were scheduled
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        # The loop of its first use, kept: `asyncio.get_running_loop()` makes a getpid()
+        # system call on CPython 3.11, and a window starts for every write.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> WindowEnd:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         when = loop.time() + delay_s
         end = WindowEnd(callback)
         heapq.heappush(self._due, (when, next(self._order), end))
@@ -65,7 +72,8 @@ class FlushClock:
 
     def _fire(self) -> None:
         self._timer, self._timer_at = None, float("inf")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None, "armed by call_later"
         now = loop.time()
         due = self._due
         while due and due[0][0] <= now:

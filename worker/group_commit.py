@@ -57,6 +57,9 @@ class GroupCommit:
         self._queued: list[_Write] = []
         self._has_writes = asyncio.Event()
         self._sender = BackgroundLoop("group-commit", self._send_forever)
+        # The loop it runs on, kept from `start`: `asyncio.get_running_loop()` makes a
+        # getpid() system call on CPython 3.11, and `submit` runs for every window.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @staticmethod
     def for_store(store: GenerationStore) -> GroupCommit | GenerationStore:
@@ -66,6 +69,7 @@ class GroupCommit:
         return GroupCommit(store)
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._sender.start()
 
     async def stop(self) -> None:
@@ -81,7 +85,8 @@ class GroupCommit:
 
         `urgent` (an attempt's first delta: time to first token) ends the linger.
         """
-        outcome: asyncio.Future[PublishOutcome] = asyncio.get_running_loop().create_future()
+        assert self._loop is not None, "start() first"
+        outcome: asyncio.Future[PublishOutcome] = self._loop.create_future()
         self._queued.append(_Write(gen_id, token, batch, outcome))
         self._has_writes.set()
         if urgent:
