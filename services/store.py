@@ -399,6 +399,33 @@ def _fields(batch: EventBatch) -> list[str]:
     return fields
 
 
+_NO_STATUS_FIELDS = encode_bulk("") * 5  # tool calls, status, finish, usage, error: unchanged
+_DELTA_KIND = encode_bulk("delta")
+
+
+def _encoded_fields(batch: EventBatch) -> tuple[list[bytes], int]:
+    """`_fields(batch)` RESP-encoded, and how many there are.
+
+    A batch of deltas alone (nearly every write of a busy worker) leaves the five
+    status fields in the middle empty: those, and the kind of each event, are
+    constants here, so only the text, the batch id and each event's data are encoded.
+    """
+    if (
+        batch.tool_calls_json
+        or batch.terminal_status
+        or batch.finish_reason
+        or batch.usage_json
+        or batch.error_json
+    ):
+        fields = _fields(batch)
+        return list(map(encode_bulk, fields)), len(fields)
+    parts = [encode_bulk(batch.text_append), _NO_STATUS_FIELDS, encode_bulk(batch.batch_id)]
+    for kind, data in batch.events:
+        parts.append(_DELTA_KIND if kind == "delta" else encode_bulk(kind))
+        parts.append(encode_bulk(data))
+    return parts, 7 + 2 * len(batch.events)
+
+
 @functools.lru_cache(maxsize=4096)
 def _encoded_keys(gen_id: str) -> bytes:
     """A generation's four script keys, RESP-encoded: the same for every write of it."""
@@ -658,11 +685,11 @@ class GenerationStore:
         arg_count = 1
         for gen_id, token, batch in writes:
             key_parts.append(_encoded_keys(gen_id))
-            fields = _fields(batch)
-            arg_parts.append(encode_bulk(str(4 + len(fields))))
+            fields, field_count = _encoded_fields(batch)
+            arg_parts.append(encode_bulk(str(4 + field_count)))
             arg_parts.extend((encode_bulk(token), now, self._encoded_limits))  # limits: two
-            arg_parts.extend(map(encode_bulk, fields))
-            arg_count += 5 + len(fields)
+            arg_parts.extend(fields)
+            arg_count += 5 + field_count
         script = self._publish_many
         head = ("EVAL", script.source) if evaluate else ("EVALSHA", script.sha)
         return b"".join(

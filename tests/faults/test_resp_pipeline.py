@@ -68,6 +68,18 @@ def test_the_group_commits_call_is_the_command_publish_would_send_for_each_write
             ),
         ),
         ("gen_a", "t" * 32, EventBatch(tool_calls_json="[]", batch_id="t:9")),
+        # deltas alone: the status fields are encoded as constants (`_encoded_fields`)
+        (
+            "gen_c",
+            "v" * 32,
+            EventBatch(
+                events=[("delta", '{"text":"a"}'), ("delta", '{"text":"\\u00e9"}')],
+                text_append="aé",
+                batch_id="v:3",
+            ),
+        ),
+        ("gen_c", "v" * 32, EventBatch(events=[("reset", '{"attempt":2}')], batch_id="v:4")),
+        ("gen_c", "v" * 32, EventBatch(batch_id="v:5")),
     ]
     runs: list[str | bytes | int | float] = [len(writes)]
     for _, token, batch in writes:
