@@ -202,7 +202,7 @@ def main() -> None:
             f"| {r['concurrency']} | {r['completed']} "
             f"| {r['wait_p50_ms']:.0f} / {r['wait_p99_ms']:.0f} / {r['wait_max_ms']:.0f} "
             f"| {r['stream_p50_s']:.1f} / {r['stream_p99_s']:.1f} "
-            f"| {r['cpu_us_per_token']:.0f} | {r['elapsed_s']:.1f} | {r['ideal_s']:.1f} |",
+            f"| {r['cpu_us_per_token']:.1f} | {r['elapsed_s']:.1f} | {r['ideal_s']:.1f} |",
             flush=True,
         )
 
