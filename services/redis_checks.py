@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from services.redis_connections import StreamsClient
@@ -82,9 +83,59 @@ async def warn_about_redis_settings(
     return warnings
 
 
+CLUSTER_MIN_VERSION = (7, 0)
+"""Generations on a Redis Cluster need sharded pub/sub (SPUBLISH, SSUBSCRIBE): Redis 7.0."""
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+
+
+def cluster_version_errors(versions: Mapping[str, str]) -> list[str]:
+    """One error for each cluster node (name: its `redis_version`) too old for
+    generations on a cluster; every write of a generation would be refused there."""
+    needed = ".".join(map(str, CLUSTER_MIN_VERSION))
+    return [
+        f"Redis Cluster node {node} runs Redis {version}: generations on a cluster need "
+        f"Redis {needed} or later (sharded pub/sub, SPUBLISH and SSUBSCRIBE); every "
+        "generation on its slots will fail until it is upgraded"
+        for node, version in sorted(versions.items())
+        if _version(version) < CLUSTER_MIN_VERSION
+    ]
+
+
+async def check_cluster_versions(
+    streams: RedisCluster, component: str, timeout_s: float = 2.0
+) -> list[str]:
+    """Log an error for each node of the streams cluster older than Redis 7.0; returns them.
+
+    Why at start-up: on such a node the scripts that append to a stream fail with
+    "Unknown Redis command", and nothing of a generation but its `start` ever shows,
+    which says nothing of the cause to whoever watches it.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            replies = await streams.info("server", target_nodes=RedisCluster.ALL_NODES)
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("%s: could not check the Redis Cluster's version (%s)", component,
+                    type(exc).__name__)  # fmt: skip
+        return []
+    versions = {
+        str(node): str(info.get("redis_version", "unknown"))
+        for node, info in replies.items()
+        if isinstance(info, dict)
+    }
+    errors = cluster_version_errors(versions)
+    for error in errors:
+        log.error("%s: %s", component, error)
+    return errors
+
+
 async def warn_about_both_roles(control: Redis, streams: StreamsClient, component: str) -> None:
-    """The start-up checks of a process: its control Redis, and its streams Redis when
-    that is another plain Redis (a cluster client's nodes are not checked here)."""
+    """The start-up checks of a process: its control Redis, its streams Redis when that
+    is another plain Redis, and a streams cluster's versions."""
     await warn_about_redis_settings(control, component)
-    if isinstance(streams, Redis) and streams is not control:
+    if isinstance(streams, RedisCluster):
+        await check_cluster_versions(streams, component)
+    elif isinstance(streams, Redis) and streams is not control:
         await warn_about_redis_settings(streams, f"{component} (streams Redis)", role="streams")

@@ -254,14 +254,16 @@ def redis_cluster(
     node_timeout_ms: int = 2000,
     password: str | None = None,
     tls: bool = False,
+    binary: str | None = None,
 ) -> Iterator[RedisCluster]:
     """A Redis Cluster of `masters` masters with `replicas` replicas each; stopped on exit.
 
     AOF on (`appendfsync everysec`), `noeviction`, a short node timeout so that a
     replica takes over a killed master within about two to three seconds, and
     `cluster-replica-validity-factor 0` so a replica is never refused for being stale.
+    `binary`: another redis-server than the PATH's (an older version, say).
     """
-    binary = find_redis_server()
+    binary = binary or find_redis_server()
     assert binary is not None, "these tests need redis-server on the PATH"
     cluster = RedisCluster(password=password, tls=tls)
     login = ("--requirepass", password, "--masterauth", password) if password else ()
