@@ -22,13 +22,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from services.errors import ApiError
-from services.redis_connections import is_passing_outage
+from services.redis_connections import is_passing_outage, is_redis_full
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def failure_of(exc: BaseException, content_type: str | None = None) -> Failure:
     if is_passing_outage(exc):  # a lost connection, or READONLY/LOADING… mid-failover
         log.warning("Redis unavailable: %s", type(exc).__name__)
         return REDIS_DOWN
-    if isinstance(exc, OutOfMemoryError):
+    if is_redis_full(exc):
         # Not the request's fault, and not a bug: the operator's Redis is full
         # (noeviction, as it must be). Nothing was queued; a retry may find room.
         log.error("Redis is full (maxmemory): refusing writes until it has room")

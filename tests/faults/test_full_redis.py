@@ -7,12 +7,27 @@ door answers a 503 in its own shape with `Retry-After`, queues nothing, logs no
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
+import pytest
 from redis.asyncio import Redis
 
-from tests.faults.support import Processes, RedisServer
+from tests.faults.support import Processes, RedisServer, redis_versions
 
 ASK = {"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(params=redis_versions())
+def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
+    """This module's tests run on each Redis version at hand (`redis_versions`)."""
+    server = RedisServer(tmp_path, appendonly=False, binary=request.param)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def test_a_full_redis_is_a_503_in_every_shape_and_passes(
