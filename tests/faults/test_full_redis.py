@@ -7,27 +7,15 @@ door answers a 503 in its own shape with `Retry-After`, queues nothing, logs no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
-import pytest
 from redis.asyncio import Redis
 
-from tests.faults.support import Processes, RedisServer, redis_versions
+from tests.faults.support import Processes, RedisServer
+
+# `own_redis` is the imported fixture: each test runs on the PATH's Redis and on 6.2
+from tests.faults.support import own_redis_on_each_version as own_redis_on_each_version
 
 ASK = {"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture(params=redis_versions())
-def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
-    """This module's tests run on each Redis version at hand (`redis_versions`)."""
-    server = RedisServer(tmp_path, appendonly=False, binary=request.param)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_a_full_redis_is_a_503_in_every_shape_and_passes(

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -21,21 +20,13 @@ from redis.exceptions import RedisError
 from services import keys
 from services.redis_connections import is_redis_full
 from services.store import EventBatch, GenerationStore, PublishOutcome
-from tests.faults.support import RedisServer, begun_generation, redis_versions
+from tests.faults.support import RedisServer, begun_generation
+
+# `own_redis` is the imported fixture: each test runs on the PATH's Redis and on 6.2
+from tests.faults.support import own_redis_on_each_version as own_redis_on_each_version
 from worker.group_commit import GroupCommit
 
 LEASE_MS = 30_000
-
-
-@pytest.fixture(params=redis_versions())
-def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
-    """This module's tests run on each Redis version at hand (`redis_versions`)."""
-    server = RedisServer(tmp_path, appendonly=False, binary=request.param)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class CountingStore(GenerationStore):
