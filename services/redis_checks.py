@@ -87,7 +87,8 @@ CLUSTER_MIN_VERSION = (7, 0)
 """Generations on a Redis Cluster need sharded pub/sub (SPUBLISH, SSUBSCRIBE): Redis 7.0."""
 
 
-def _version(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
+    """ "7.0.15" as (7, 0): the major and minor version, to compare with a minimum."""
     return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
 
 
@@ -100,7 +101,7 @@ def cluster_version_errors(versions: Mapping[str, str]) -> list[str]:
         f"Redis {needed} or later (sharded pub/sub, SPUBLISH and SSUBSCRIBE); every "
         "generation on its slots will fail until it is upgraded"
         for node, version in sorted(versions.items())
-        if _version(version) < CLUSTER_MIN_VERSION
+        if version_tuple(version) < CLUSTER_MIN_VERSION
     ]
 
 

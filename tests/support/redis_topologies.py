@@ -24,6 +24,7 @@ from urllib.parse import quote
 import redis
 
 from cli.redis_server import free_port
+from services.redis_checks import CLUSTER_MIN_VERSION, version_tuple
 
 
 @dataclass
@@ -123,8 +124,7 @@ def tls_files(workdir: Path) -> TlsFiles:
 def _redis_version(binary: str) -> tuple[int, ...]:
     """`redis-server --version` says "Redis server v=7.0.15 sha=…"."""
     text = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-    version = text.partition(" v=")[2].split(" ", 1)[0]
-    return tuple(int(part) for part in version.split(".") if part.isdigit())
+    return version_tuple(text.partition(" v=")[2].split(" ", 1)[0])
 
 
 def topology_redis_server() -> str:
@@ -138,7 +138,7 @@ def topology_redis_server() -> str:
         if folder and (Path(folder) / "redis-server").is_file()
     ]
     for binary in candidates:
-        if _redis_version(binary) >= (7, 0):
+        if _redis_version(binary) >= CLUSTER_MIN_VERSION:
             return binary
     found = ", ".join(candidates) or "none"
     raise AssertionError(f"these tests need redis-server 7.0+ on the PATH (found: {found})")
